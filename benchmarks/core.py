@@ -1,0 +1,97 @@
+"""Core benchmarks: the paper's settings through `hypercl run`, figures recorded.
+
+    python benchmarks/core.py --only split_cl1 split_cl2 ...   (default: all)
+
+Each entry runs the real command line in a subprocess, reads results.json
+from its run folder, and merges its figures into benchmarks/results.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from records import merge, record  # noqa: E402
+
+# name: (preset, overrides, [(benchmark, scenario, method, summary metric)])
+ENTRIES: dict[str, tuple[str, list[str], list[tuple[str, str, str, str]]]] = {
+    "split_cl1": ("split_mnist_cl1", [], [
+        ("SplitMNIST", "CL1", "HNET", "final_acc"),
+        ("SplitMNIST", "CL1", "HNET", "during_acc"),
+        ("SplitMNIST", "CL3 (multi-head CL1 run, task inferred)", "HNET+ENT", "final_acc_task_inferred"),
+        ("SplitMNIST", "CL1", "HNET", "steps_per_s"),
+        ("SplitMNIST", "CL1", "HNET", "wall_s"),
+    ]),
+    "split_cl2": ("split_mnist_cl2", [], [
+        ("SplitMNIST", "CL2", "HNET+ENT", "final_acc"),
+        ("SplitMNIST", "CL2", "HNET+ENT", "during_acc"),
+    ]),
+    "split_cl3": ("split_mnist_cl3", [], [
+        ("SplitMNIST", "CL3", "HNET+ENT", "final_acc"),
+        ("SplitMNIST", "CL3", "HNET+ENT", "during_acc"),
+    ]),
+    "split_cl1_finetune": ("split_mnist_cl1", ["method.beta=0"], [
+        ("SplitMNIST", "CL1", "fine-tuning (beta=0)", "final_acc"),
+        ("SplitMNIST", "CL1", "fine-tuning (beta=0)", "during_acc"),
+        ("SplitMNIST", "CL1", "fine-tuning (beta=0)", "forgetting"),
+    ]),
+    "perm_cl1": ("permuted_mnist10_cl1", [], [
+        ("PermutedMNIST-10", "CL1", "HNET", "final_acc"),
+        ("PermutedMNIST-10", "CL1", "HNET", "during_acc"),
+        ("PermutedMNIST-10", "CL3 (multi-head CL1 run, task inferred)", "HNET+ENT", "final_acc_task_inferred"),
+        ("PermutedMNIST-10", "CL1", "HNET", "steps_per_s"),
+        ("PermutedMNIST-10", "CL1", "HNET", "wall_s"),
+    ]),
+    "regression": ("regression1d", [], [("1D regression", "CL1", "HNET", "final_mse")]),
+    "regression_finetune": ("regression1d", ["method.beta=0"],
+                            [("1D regression", "CL1", "fine-tuning (beta=0)", "final_mse")]),
+}
+
+
+def run_entry(name: str, out: Path, seed: int) -> list[dict]:
+    preset, overrides, wanted = ENTRIES[name]
+    run_name = f"{name}-s{seed}"
+    cmd = ["hypercl", "run", "--config", preset, "--runs-dir", str(out), "--name", run_name, "--no-progress",
+           "--set", f"seed={seed}"]
+    for item in overrides:
+        cmd += ["--set", item]
+    if (out / run_name / "checkpoint.pt").exists():
+        cmd = ["hypercl", "run", "--resume", str(out / run_name), "--no-progress"]
+    start = time.perf_counter()
+    exe = str(Path(sys.executable).parent / "hypercl")
+    subprocess.run([exe, *cmd[1:]], check=True)
+    wall = time.perf_counter() - start
+    results = json.loads((out / run_name / "results.json").read_text())
+    summary = results["summary"]
+    command = shlex.join(cmd)
+    records = [record(b, s, m, metric, summary[metric], [seed], wall, command) for b, s, m, metric in wanted]
+    if name.startswith("regression"):
+        mse = results["matrices"]["mse"][-1]
+        records += [record(wanted[0][0], "CL1", wanted[0][2], f"final_mse_task{j}", v, [seed], wall, command)
+                    for j, v in enumerate(mse)]
+    if "steps_per_s" in {w[3] for w in wanted}:
+        per_task = [round(1000.0 / s["steps_per_s"], 2) for s in results["task_stats"]]
+        records.append(record(wanted[0][0], "CL1", wanted[0][2], "ms_per_step_by_task", per_task[-1], [seed], wall,
+                              command, per_task=per_task))
+    print(json.dumps({r["metric"]: r["value"] for r in records}), flush=True)
+    return records
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="*", choices=sorted(ENTRIES), default=sorted(ENTRIES))
+    parser.add_argument("--out", type=Path, default=Path("runs/benchmarks"))
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    for name in args.only:
+        merge(run_entry(name, args.out, args.seed))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,41 @@
+"""benchmarks/results.json: one record per measured figure, merged by key.
+
+Each record says what was measured (benchmark, scenario, method, metric), the
+value, the seeds, the wall time and the exact command, plus the machine and
+date, so every figure in the docs can be traced to a run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results.json"
+KEY = ("benchmark", "scenario", "method", "metric")
+
+
+def machine() -> str:
+    import torch  # noqa: PLC0415
+
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU"
+    return f"{platform.machine()} {os.cpu_count()} cores, {device}, torch {torch.__version__}"
+
+
+def record(benchmark: str, scenario: str, method: str, metric: str, value: float, seeds: list[int],
+           wall_s: float, command: str, **extra) -> dict:
+    return {"benchmark": benchmark, "scenario": scenario, "method": method, "metric": metric,
+            "value": round(float(value), 4), "seeds": seeds, "wall_s": round(float(wall_s), 1),
+            "command": command, "machine": machine(), "date": dt.date.today().isoformat(), **extra}
+
+
+def merge(new: list[dict], path: Path = RESULTS) -> list[dict]:
+    """Replace records with the same key, keep the rest, write back sorted."""
+    old = json.loads(path.read_text()) if path.is_file() else []
+    keys = {tuple(r[k] for k in KEY) for r in new}
+    merged = [r for r in old if tuple(r[k] for k in KEY) not in keys] + new
+    merged.sort(key=lambda r: tuple(str(r[k]) for k in KEY))
+    path.write_text(json.dumps(merged, indent=1) + "\n")
+    return merged

@@ -1,0 +1,55 @@
+"""Exact parameter counts and compression ratios, computed without building nets.
+
+Sweeps and the architecture sampler reject infeasible or out-of-range
+hypernetworks before any training, so the count must be cheap and exact; a
+unit test checks it against the built modules.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+from hypercl_core.config import BenchmarkConfig, ExperimentConfig
+
+# (input dim, outputs per task) of each benchmark's target network.
+BENCHMARK_SHAPES = {"split_mnist": (784, 2), "permuted_mnist": (1024, 10), "regression1d": (1, 1)}
+
+
+@dataclass(frozen=True)
+class ParamCounts:
+    target_weights: int
+    hnet_weights: int  # MLP weights and biases plus chunk embeddings
+    task_embedding_weights: int  # all tasks of the benchmark
+
+    @property
+    def compression_ratio(self) -> float:
+        return (self.hnet_weights + self.task_embedding_weights) / self.target_weights
+
+    def as_dict(self) -> dict[str, float]:
+        return {**asdict(self), "compression_ratio": self.compression_ratio}
+
+
+def num_heads(bench: BenchmarkConfig) -> int:
+    """Multi-head targets for CL1/CL3 (one head per task), one shared head for CL2."""
+    return bench.num_tasks if bench.scenario in ("cl1", "cl3") and bench.name != "regression1d" else 1
+
+
+def target_layer_dims(cfg: ExperimentConfig) -> list[int]:
+    in_dim, per_task = BENCHMARK_SHAPES[cfg.benchmark.name]
+    return [in_dim, *cfg.target.hidden, per_task * num_heads(cfg.benchmark)]
+
+
+def mlp_weights(dims: list[int]) -> int:
+    return sum(a * b + b for a, b in zip(dims[:-1], dims[1:]))
+
+
+def count_params(cfg: ExperimentConfig) -> ParamCounts:
+    target = mlp_weights(target_layer_dims(cfg))
+    h = cfg.hnet
+    if h.chunk_dim is None:
+        hnet = mlp_weights([h.temb_dim, *h.hidden, target])
+    else:
+        chunks = math.ceil(target / h.chunk_dim)
+        hnet = mlp_weights([h.temb_dim + h.cemb_dim, *h.hidden, h.chunk_dim]) + chunks * h.cemb_dim
+    return ParamCounts(target, hnet, cfg.benchmark.num_tasks * h.temb_dim)

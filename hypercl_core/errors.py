@@ -1,0 +1,19 @@
+"""User-facing errors.
+
+A `UserError` is a mistake the user can fix (a bad config value, a missing
+file). The CLI prints its message as one line and exits with status 2 instead
+of showing a traceback, so every message must say what is wrong and how to fix
+it.
+"""
+
+
+class UserError(Exception):
+    """A problem with the user's input, reported as one line, exit code 2."""
+
+
+class ConfigError(UserError):
+    """An invalid experiment configuration."""
+
+
+class DataError(UserError):
+    """Missing or malformed dataset files."""

@@ -1,0 +1,191 @@
+"""One continual-learning experiment, start to finish, in one process.
+
+The run folder gets the resolved config before training starts, a
+checkpoint after every task (so an interrupted run resumes at the next task
+and ends with the same numbers), and at the end the accuracy matrices (JSON,
+CSV, PNG) and a summary. Trackers hook in through `on_task_end`; the method
+never learns who records it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+import yaml
+
+from hypercl_core import __version__
+from hypercl_core.accounting import count_params
+from hypercl_core.config import ExperimentConfig, build_config
+from hypercl_core.errors import UserError
+from hypercl_core.methods import Subsystem, build_learner
+from hypercl_core.metrics import ScoreMatrix, plot_matrix
+from hypercl_core.seeding import seed_everything
+
+CHECKPOINT = "checkpoint.pt"
+CONFIG = "config.yaml"
+RESULTS = "results.json"
+TaskEndHook = Callable[[int, dict], None]
+
+
+def primary_metric(cfg: ExperimentConfig) -> str:
+    """The matrix the scenario is judged by: given task (CL1) or inferred task (CL2/CL3)."""
+    if cfg.benchmark.name == "regression1d":
+        return "mse"
+    return "acc_task_given" if cfg.benchmark.scenario == "cl1" else "acc_task_inferred"
+
+
+class Experiment:
+    def __init__(self, cfg: ExperimentConfig, run_dir: str | os.PathLike, learner: Subsystem | None = None,
+                 data_root: str | None = None):
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self._learner = learner
+        self.data_root = data_root
+        regression = cfg.benchmark.name == "regression1d"
+        names = ["mse"] if regression else ["acc_task_given", "acc_task_inferred", "task_inference_acc"]
+        self.matrices = {n: ScoreMatrix(cfg.benchmark.num_tasks, higher_is_better=not regression) for n in names}
+        self.task_stats: list[dict[str, float]] = []
+        self.tasks_done = 0
+
+    @property
+    def learner(self) -> Subsystem:
+        if self._learner is None:
+            self._learner = build_learner(self.cfg, self.data_root)
+        return self._learner
+
+    # -- persistence ------------------------------------------------------
+    def save_checkpoint(self) -> None:
+        state = {
+            "tasks_done": self.tasks_done,
+            "learner": self.learner.state_dict(),
+            "matrices": {n: m.to_list() for n, m in self.matrices.items()},
+            "task_stats": self.task_stats,
+            "config": self.cfg.model_dump(),
+        }
+        tmp = self.run_dir / (CHECKPOINT + ".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, self.run_dir / CHECKPOINT)
+
+    def load_checkpoint(self, path: Path | None = None) -> None:
+        state = torch.load(path or self.run_dir / CHECKPOINT, map_location="cpu", weights_only=False)
+        if state["config"] != self.cfg.model_dump():
+            raise UserError(f"checkpoint in {self.run_dir} was written with a different config; start a new run")
+        self.learner.load_state_dict(state["learner"])
+        for name, rows in state["matrices"].items():
+            self.matrices[name] = ScoreMatrix.from_list(rows, self.matrices[name].higher_is_better)
+        self.task_stats = state["task_stats"]
+        self.tasks_done = state["tasks_done"]
+
+    # -- the loop ---------------------------------------------------------
+    def run(self, on_task_end: TaskEndHook | None = None, show_progress: bool = True) -> dict:
+        cfg = self.cfg
+        seed_everything(cfg.seed)
+        total = cfg.benchmark.num_tasks
+        bar = _progress_bar(total, cfg.train.iters_per_task, self.tasks_done, show_progress)
+        try:
+            for t in range(self.tasks_done, total):
+                if bar is not None:
+                    bar.set_description(f"task {t + 1}/{total}")
+                stats = self.learner.learn_task(t, bar.update if bar is not None else None)
+                start = time.perf_counter()
+                for name, scores in self.learner.evaluate(t).items():
+                    self.matrices[name].set_row(t, scores)
+                stats["eval_s"] = time.perf_counter() - start
+                self.task_stats.append(stats)
+                self.tasks_done = t + 1
+                self.save_checkpoint()
+                metrics = self.metrics(t)
+                if bar is not None:
+                    bar.set_postfix_str(_postfix(metrics, primary_metric(cfg)))
+                if on_task_end is not None:
+                    on_task_end(t, metrics)
+        finally:
+            if bar is not None:
+                bar.close()
+        return self.write_results()
+
+    def metrics(self, t: int) -> dict[str, float]:
+        """Flat per-task metrics: what trackers log and schedulers compare."""
+        main = primary_metric(self.cfg)
+        key = "mse" if main == "mse" else "acc"
+        m = self.matrices[main]
+        out = {
+            "task": t + 1,
+            f"during_{key}": m.during(t),
+            f"final_{key}": m.final(t),
+            "forgetting": m.forgetting(t),
+            "train_s": sum(s["train_s"] for s in self.task_stats),
+        }
+        if main != "mse":
+            out["final_acc_task_given"] = self.matrices["acc_task_given"].final(t)
+            out["final_acc_task_inferred"] = self.matrices["acc_task_inferred"].final(t)
+            out["final_task_inference_acc"] = self.matrices["task_inference_acc"].final(t)
+        for j, score in enumerate(m.values[t, : t + 1]):
+            out[f"{key}_task{j}"] = float(score)
+        return out
+
+    def write_results(self) -> dict:
+        main = primary_metric(self.cfg)
+        counts = count_params(self.cfg)
+        summary = self.metrics(self.tasks_done - 1) if self.tasks_done else {}
+        steps = self.cfg.train.iters_per_task * self.tasks_done
+        train_s = sum(s["train_s"] for s in self.task_stats)
+        summary.update(
+            steps_per_s=steps / train_s if train_s else 0.0,
+            wall_s=train_s + sum(s["eval_s"] for s in self.task_stats),
+            compression_ratio=counts.compression_ratio,
+        )
+        results = {
+            "hypercl_version": __version__,
+            "finished": self.tasks_done == self.cfg.benchmark.num_tasks,
+            "primary_matrix": main,
+            "summary": summary,
+            "params": counts.as_dict(),
+            "matrices": {n: m.to_list() for n, m in self.matrices.items()},
+            "task_stats": self.task_stats,
+            "config": self.cfg.model_dump(),
+        }
+        (self.run_dir / RESULTS).write_text(json.dumps(results, indent=2))
+        (self.run_dir / "matrix.csv").write_text(self.matrices[main].to_csv())
+        title = f"{self.cfg.benchmark.name} {self.cfg.benchmark.scenario} {main}"
+        plot_matrix(self.matrices[main], title, self.run_dir / "matrix.png")
+        return results
+
+
+def start_run(cfg: ExperimentConfig, run_dir: str | os.PathLike, **kwargs) -> Experiment:
+    """A fresh run folder with the resolved config written before any training."""
+    path = Path(run_dir)
+    if (path / CHECKPOINT).exists():
+        raise UserError(f"run folder {path} already holds a run; resume it with --resume {path} or pick another --name")
+    path.mkdir(parents=True, exist_ok=True)
+    (path / CONFIG).write_text(cfg.to_yaml())
+    return Experiment(cfg, path, **kwargs)
+
+
+def resume_run(run_dir: str | os.PathLike, **kwargs) -> Experiment:
+    path = Path(run_dir)
+    if not (path / CONFIG).is_file():
+        raise UserError(f"{path} is not a run folder (no {CONFIG}); pass the folder that `hypercl run` created")
+    cfg = build_config(yaml.safe_load((path / CONFIG).read_text()), source=str(path / CONFIG))
+    exp = Experiment(cfg, path, **kwargs)
+    if (path / CHECKPOINT).is_file():
+        exp.load_checkpoint()
+    return exp
+
+
+def _progress_bar(tasks: int, iters: int, done: int, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm import tqdm  # noqa: PLC0415
+
+    return tqdm(total=tasks * iters, initial=done * iters, unit="step", dynamic_ncols=True, mininterval=1.0)
+
+
+def _postfix(metrics: dict[str, float], main: str) -> str:
+    key = "mse" if main == "mse" else "acc"
+    return f"during {metrics[f'during_{key}']:.4g} final {metrics[f'final_{key}']:.4g}"

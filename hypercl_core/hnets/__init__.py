@@ -1,0 +1,1 @@
+"""Hypernetworks that map task embeddings to target-network weights."""

@@ -1,0 +1,94 @@
+"""Full and chunked MLP hypernetworks.
+
+A chunked hypernetwork reuses one MLP for every chunk of the target weights,
+told apart by learned chunk embeddings; a full one (`chunk_dim=None`) has one
+output head as wide as the target. Both take a batch of task embeddings, so
+the regularizer evaluates every previous task, all chunks, in one call.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from hypercl_core.nets.activations import ACTIVATIONS
+
+
+class HyperNetwork(nn.Module):
+    def __init__(
+        self,
+        num_outputs: int,
+        temb_dim: int,
+        hidden: list[int],
+        activation: str,
+        chunk_dim: int | None = None,
+        cemb_dim: int = 0,
+    ):
+        super().__init__()
+        self.num_outputs = num_outputs
+        self.chunked = chunk_dim is not None
+        self.chunk_dim = chunk_dim if self.chunked else num_outputs
+        self.num_chunks = math.ceil(num_outputs / self.chunk_dim)
+        self.act = ACTIVATIONS[activation]
+        in_dim = temb_dim + (cemb_dim if self.chunked else 0)
+        dims = [in_dim, *hidden, self.chunk_dim]
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
+        if self.chunked:
+            self.chunk_embs = nn.Parameter(torch.empty(self.num_chunks, cemb_dim))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """The authors' MNIST init: Xavier-uniform weights, zero biases, N(0,1) chunk embeddings."""
+        for layer in self.layers:
+            nn.init.xavier_uniform_(layer.weight)
+            nn.init.zeros_(layer.bias)
+        if self.chunked:
+            nn.init.normal_(self.chunk_embs)
+
+    def forward(self, temb: torch.Tensor) -> torch.Tensor:
+        """(B, temb_dim) task embeddings -> (B, num_outputs) target weights."""
+        if self.chunked:
+            batch = temb.shape[0]
+            h = torch.cat(
+                [
+                    temb.unsqueeze(1).expand(batch, self.num_chunks, -1),
+                    self.chunk_embs.unsqueeze(0).expand(batch, -1, -1),
+                ],
+                dim=-1,
+            )
+        else:
+            h = temb
+        for layer in self.layers[:-1]:
+            h = self.act(layer(h))
+        out = self.layers[-1](h)
+        return out.reshape(temb.shape[0], -1)[:, : self.num_outputs]
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+class TaskEmbeddings(nn.Module):
+    """One learned embedding per task; earlier ones are frozen by the method."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.dim = dim
+        self.embs = nn.ParameterList()
+
+    def add(self, generator: torch.Generator, device: torch.device) -> nn.Parameter:
+        emb = nn.Parameter(torch.randn(self.dim, generator=generator).to(device))
+        self.embs.append(emb)
+        return emb
+
+    def __len__(self) -> int:
+        return len(self.embs)
+
+    def stacked(self, ids: list[int] | None = None, detach: bool = False) -> torch.Tensor:
+        ids = range(len(self.embs)) if ids is None else ids
+        out = torch.stack([self.embs[i] for i in ids])
+        return out.detach() if detach else out
+
+    def num_params(self) -> int:
+        return len(self.embs) * self.dim

@@ -1,0 +1,47 @@
+"""Continual-learning methods, each split into subsystems with a small interface.
+
+A subsystem learns tasks by index (`learn_task(t)`), scores itself on the
+tasks seen so far (`evaluate(upto)`), and round-trips its state
+(`state_dict` / `load_state_dict`). The experiment runner drives these calls
+in one process; the orchestrator makes the same calls on Ray actors.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Protocol
+
+import torch
+
+from hypercl_core.config import ExperimentConfig
+from hypercl_core.data.tasks import build_benchmark
+
+Progress = Callable[[int], None]
+
+
+class Subsystem(Protocol):
+    def learn_task(self, t: int, progress: Progress | None = None) -> dict[str, float]: ...
+
+    def evaluate(self, upto: int) -> dict[str, list[float]]: ...
+
+    def state_dict(self) -> dict: ...
+
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+def resolve_device(spec: str) -> torch.device:
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if spec.startswith("cuda") and not torch.cuda.is_available():
+        from hypercl_core.errors import ConfigError  # noqa: PLC0415
+
+        raise ConfigError(f"device {spec!r} requested but CUDA is not available here; use --set device=auto or cpu")
+    return torch.device(spec)
+
+
+def build_learner(cfg: ExperimentConfig, data_root: str | None = None, device: str | None = None) -> Subsystem:
+    """Load the benchmark onto the device and build the method's main subsystem."""
+    from hypercl_core.methods.hnet import HnetLearner  # noqa: PLC0415
+
+    dev = resolve_device(device or cfg.device)
+    bench = build_benchmark(cfg.benchmark, cfg.seed, dev, data_root)
+    return HnetLearner(cfg, bench, dev)

@@ -1,0 +1,145 @@
+"""HNET: a task-conditioned hypernetwork generates the target network's weights.
+
+Only the hypernetwork and the current task embedding learn; the output
+regularizer keeps the weights generated for earlier embeddings in place.
+With β=0 the same code is the fine-tuning control. Unknown task identity is
+resolved by predictive entropy over all learned embeddings (HNET+ENT).
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+import torch.nn.functional as F
+
+from hypercl_core.accounting import num_heads
+from hypercl_core.config import ExperimentConfig
+from hypercl_core.data.tasks import Benchmark
+from hypercl_core.hnets.mlp_hnet import HyperNetwork, TaskEmbeddings
+from hypercl_core.methods import Progress
+from hypercl_core.nets.mlp import TargetMLP
+from hypercl_core.regularizer import OutputRegularizer, adam_lookahead
+from hypercl_core.seeding import task_generator
+
+PROGRESS_EVERY = 25
+
+
+class HnetLearner:
+    """The target-hypernetwork subsystem (the classifier or regressor of HNET)."""
+
+    def __init__(self, cfg: ExperimentConfig, bench: Benchmark, device: torch.device):
+        self.cfg = cfg
+        self.bench = bench
+        self.device = device
+        self.heads = num_heads(cfg.benchmark)
+        self.target = TargetMLP(
+            bench.input_dim, cfg.target.hidden, bench.outputs_per_task, self.heads, cfg.target.activation
+        )
+        torch.manual_seed(cfg.seed)
+        h = cfg.hnet
+        self.hnet = HyperNetwork(
+            self.target.num_weights, h.temb_dim, h.hidden, h.activation, h.chunk_dim, h.cemb_dim
+        ).to(device)
+        self.embeddings = TaskEmbeddings(h.temb_dim)
+        self.head_masks = (
+            torch.stack([self.target.head_mask(t) for t in range(self.heads)]).to(device) if self.heads > 1 else None
+        )
+
+    # -- training ---------------------------------------------------------
+    def learn_task(self, t: int, progress: Progress | None = None) -> dict[str, float]:
+        if len(self.embeddings) != t:
+            raise RuntimeError(f"learn_task({t}) called after {len(self.embeddings)} tasks were learned")
+        cfg, task = self.cfg, self.bench.tasks[t]
+        gen = task_generator(cfg.seed, t, self.device)
+        emb = self.embeddings.add(task_generator(cfg.seed, t, torch.device("cpu"), stream=1), self.device)
+        theta_opt = torch.optim.Adam(self.hnet.parameters(), lr=cfg.train.lr)
+        emb_opt = torch.optim.Adam([emb], lr=cfg.train.lr)
+        reg = self._regularizer(t)
+        head = t if self.heads > 1 else 0
+        start = time.perf_counter()
+        for step in range(cfg.train.iters_per_task):
+            idx = torch.randint(task.num_train, (cfg.train.batch_size,), generator=gen, device=self.device)
+            x, y = task.train_batch(idx)
+            theta_opt.zero_grad(set_to_none=True)
+            emb_opt.zero_grad(set_to_none=True)
+            weights = self.hnet(emb.unsqueeze(0))[0]
+            self._task_loss(self.target(x, weights, head), y).backward()
+            if reg is not None:
+                deltas = adam_lookahead(theta_opt) if cfg.method.lookahead else None
+                reg.loss(self.hnet, deltas, gen).backward()
+            theta_opt.step()
+            emb_opt.step()
+            if progress is not None and (step + 1) % PROGRESS_EVERY == 0:
+                progress(PROGRESS_EVERY)
+        if progress is not None:
+            progress(cfg.train.iters_per_task % PROGRESS_EVERY)
+        emb.requires_grad_(False)
+        seconds = time.perf_counter() - start
+        return {"train_s": seconds, "steps_per_s": cfg.train.iters_per_task / max(seconds, 1e-9)}
+
+    def _regularizer(self, t: int) -> OutputRegularizer | None:
+        if t == 0 or self.cfg.method.beta == 0:
+            return None
+        masks = self.head_masks[:t].float() if self.head_masks is not None else None
+        return OutputRegularizer(
+            self.hnet, self.embeddings.stacked(range(t), detach=True), self.cfg.method.beta, masks,
+            self.cfg.method.reg_subset,
+        )
+
+    def _task_loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.mse_loss(out, y) if self.bench.regression else F.cross_entropy(out, y)
+
+    # -- inference --------------------------------------------------------
+    @torch.no_grad()
+    def generated_weights(self, upto: int) -> torch.Tensor:
+        return self.hnet(self.embeddings.stacked(range(upto + 1)))
+
+    @torch.no_grad()
+    def evaluate(self, upto: int) -> dict[str, list[float]]:
+        """Scores on tasks 0..upto: given task id, and (classification) inferred by entropy."""
+        weights = self.generated_weights(upto)
+        if self.bench.regression:
+            return {"mse": [self._mse(j, weights[j]) for j in range(upto + 1)]}
+        scores: dict[str, list[float]] = {"acc_task_given": [], "acc_task_inferred": [], "task_inference_acc": []}
+        for j in range(upto + 1):
+            given, inferred, task_ok, n = 0, 0, 0, 0
+            for x, y in self.bench.tasks[j].test_batches(self.cfg.train.eval_batch_size):
+                given += (self.target(x, weights[j], j if self.heads > 1 else 0).argmax(-1) == y).sum().item()
+                t_hat, pred = self.infer(x, weights)
+                task_ok += (t_hat == j).sum().item()
+                # CL3 needs the right task and class; CL2's shared head only the class.
+                right = (pred == y) & (t_hat == j) if self.heads > 1 else pred == y
+                inferred += right.sum().item()
+                n += len(y)
+            scores["acc_task_given"].append(100.0 * given / n)
+            scores["acc_task_inferred"].append(100.0 * inferred / n)
+            scores["task_inference_acc"].append(100.0 * task_ok / n)
+        return scores
+
+    def infer(self, x: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """HNET+ENT: run every task's generated network, keep the least uncertain."""
+        heads = torch.arange(len(weights), device=x.device) if self.heads > 1 else 0
+        logits = self.target(x, weights, heads)  # (T, N, k)
+        logp = logits.log_softmax(-1)
+        entropy = -(logp.exp() * logp).sum(-1)  # (T, N)
+        t_hat = entropy.argmin(0)
+        pred = logits[t_hat, torch.arange(len(x), device=x.device)].argmax(-1)
+        return t_hat, pred
+
+    def _mse(self, j: int, weights: torch.Tensor) -> float:
+        task = self.bench.tasks[j]
+        return F.mse_loss(self.target(task.x_test, weights, 0), task.y_test).item()
+
+    # -- state ------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {
+            "hnet": {k: v.detach().cpu() for k, v in self.hnet.state_dict().items()},
+            "embeddings": [e.detach().cpu() for e in self.embeddings.embs],
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.hnet.load_state_dict(state["hnet"])
+        self.embeddings = TaskEmbeddings(self.cfg.hnet.temb_dim)
+        for emb in state["embeddings"]:
+            self.embeddings.embs.append(torch.nn.Parameter(emb.to(self.device), requires_grad=False))

@@ -1,0 +1,86 @@
+"""Accuracy matrices and the summaries the paper reports.
+
+`A[i, j]` is the test score on task j after learning task i (j <= i).
+"During" averages the diagonal (each task right after it was learned),
+"final" averages the last row; forgetting is how much each earlier task lost
+between the two.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import numpy as np
+
+
+class ScoreMatrix:
+    def __init__(self, num_tasks: int, higher_is_better: bool = True):
+        self.values = np.full((num_tasks, num_tasks), np.nan)
+        self.higher_is_better = higher_is_better
+
+    @classmethod
+    def from_list(cls, rows: list[list[float | None]], higher_is_better: bool = True) -> "ScoreMatrix":
+        m = cls(len(rows), higher_is_better)
+        m.values[:] = np.array([[np.nan if v is None else v for v in row] for row in rows], dtype=float)
+        return m
+
+    def set_row(self, after_task: int, scores: list[float]) -> None:
+        self.values[after_task, : len(scores)] = scores
+
+    def tasks_done(self) -> int:
+        return int(np.sum(~np.isnan(self.values[:, 0])))
+
+    def during(self, upto: int | None = None) -> float:
+        n = self.tasks_done() if upto is None else upto + 1
+        return float(np.mean(np.diag(self.values)[:n]))
+
+    def final(self, upto: int | None = None) -> float:
+        i = self.tasks_done() - 1 if upto is None else upto
+        return float(np.mean(self.values[i, : i + 1]))
+
+    def forgetting(self, upto: int | None = None) -> float:
+        """Mean drop from right-after-learning to now over earlier tasks (sign so that >0 is worse)."""
+        i = self.tasks_done() - 1 if upto is None else upto
+        if i == 0:
+            return 0.0
+        drop = np.diag(self.values)[:i] - self.values[i, :i]
+        return float(np.mean(drop if self.higher_is_better else -drop))
+
+    def to_list(self) -> list[list[float | None]]:
+        return [[None if np.isnan(v) else float(v) for v in row] for row in self.values]
+
+    def to_csv(self) -> str:
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        n = len(self.values)
+        writer.writerow(["after_task"] + [f"task_{j}" for j in range(n)])
+        for i, row in enumerate(self.values):
+            writer.writerow([i] + ["" if np.isnan(v) else f"{v:.6g}" for v in row])
+        return buf.getvalue()
+
+
+def plot_matrix(matrix: ScoreMatrix, title: str, path) -> None:
+    """Heatmap PNG of the matrix (rows: after task i, columns: task j)."""
+    import matplotlib  # noqa: PLC0415 - plotting is optional at import time
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    values = matrix.values
+    n = len(values)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.55 * n, 0.8 + 0.5 * n))
+    image = ax.imshow(np.ma.masked_invalid(values), cmap="viridis" if matrix.higher_is_better else "viridis_r")
+    for i in range(n):
+        for j in range(n):
+            if not np.isnan(values[i, j]):
+                ax.text(j, i, f"{values[i, j]:.3g}", ha="center", va="center", fontsize=7, color="w")
+    ax.set_xlabel("evaluated task")
+    ax.set_ylabel("after learning task")
+    ax.set_xticks(range(n))
+    ax.set_yticks(range(n))
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(image, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,1 @@
+"""Target networks that take their weights as an argument."""

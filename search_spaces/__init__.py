@@ -1,0 +1,1 @@
+"""Declarative YAML: experiment presets (presets/) and sweep spaces."""

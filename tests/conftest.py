@@ -1,0 +1,36 @@
+"""Shared fixtures: the real MNIST root and tiny configs that run in seconds."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+from hypercl_core.config import ExperimentConfig, load_config  # noqa: E402
+from hypercl_core.data.mnist import resolve_data_root  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    root = resolve_data_root()
+    if not (root / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file():
+        pytest.fail(f"real MNIST expected under {root}/MNIST/raw (set HYPERCL_DATA)")
+    return root
+
+
+def tiny(preset: str = "split_mnist_cl1", **flat) -> ExperimentConfig:
+    """A preset shrunk to a few steps and a small target, plus dotted overrides."""
+    overrides = {
+        "train.iters_per_task": 30,
+        "target.hidden": [64],
+        "hnet.hidden": [8],
+        "hnet.chunk_dim": 4000,
+        "hnet.temb_dim": 8,
+        "hnet.cemb_dim": 8,
+        "device": "cpu",
+    }
+    overrides.update(flat)
+    return load_config(preset, [f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}" for k, v in overrides.items()])

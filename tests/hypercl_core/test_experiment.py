@@ -1,0 +1,79 @@
+import json
+
+import numpy as np
+import pytest
+
+from hypercl_core.errors import UserError
+from hypercl_core.experiment import resume_run, start_run
+from tests.conftest import tiny
+
+
+def _run(cfg, path, data_root, **kw):
+    return start_run(cfg, path, data_root=str(data_root)).run(show_progress=False, **kw)
+
+
+def test_run_writes_config_matrix_and_summary(tmp_path, data_root):
+    cfg = tiny(**{"benchmark.num_tasks": 3})
+    results = _run(cfg, tmp_path / "r", data_root)
+    folder = tmp_path / "r"
+    for name in ("config.yaml", "checkpoint.pt", "results.json", "matrix.csv", "matrix.png"):
+        assert (folder / name).is_file()
+    assert results["finished"] and json.loads((folder / "results.json").read_text())["config"] == cfg.model_dump()
+    matrix = np.array(results["matrices"]["acc_task_given"], dtype=float)
+    assert np.isnan(matrix[0, 1]) and not np.isnan(matrix[2, 0])
+    s = results["summary"]
+    assert s["final_acc"] == pytest.approx(np.nanmean(matrix[2]))
+    assert s["during_acc"] == pytest.approx(np.mean(np.diag(matrix)))
+    assert s["final_acc"] > 80  # even 30 steps separate digit pairs
+
+
+def test_same_seed_gives_the_same_result(tmp_path, data_root):
+    cfg = tiny(**{"benchmark.num_tasks": 2})
+    a = _run(cfg, tmp_path / "a", data_root)
+    b = _run(cfg, tmp_path / "b", data_root)
+    assert a["matrices"] == b["matrices"]
+    c = _run(tiny(**{"benchmark.num_tasks": 2, "seed": 1}), tmp_path / "c", data_root)
+    assert c["matrices"] != a["matrices"]
+
+
+def test_resume_equals_uninterrupted(tmp_path, data_root):
+    cfg = tiny("split_mnist_cl2", **{"benchmark.num_tasks": 3})
+    whole = _run(cfg, tmp_path / "whole", data_root)
+
+    def stop_after_first(t, metrics):
+        if t == 0:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _run(cfg, tmp_path / "cut", data_root, on_task_end=stop_after_first)
+    exp = resume_run(tmp_path / "cut", data_root=str(data_root))
+    assert exp.tasks_done == 1
+    resumed = exp.run(show_progress=False)
+    assert resumed["matrices"] == whole["matrices"]
+
+
+def test_start_refuses_an_existing_run_and_resume_a_non_run(tmp_path, data_root):
+    cfg = tiny(**{"benchmark.num_tasks": 1, "train.iters_per_task": 2})
+    _run(cfg, tmp_path / "r", data_root)
+    with pytest.raises(UserError, match="already holds a run"):
+        start_run(cfg, tmp_path / "r")
+    with pytest.raises(UserError, match="not a run folder"):
+        resume_run(tmp_path)
+
+
+def test_fine_tuning_forgets_and_the_regularizer_protects(tmp_path, data_root):
+    # A shared head (CL2) makes an unprotected hnet overwrite task 0 within a few hundred steps.
+    common = {"benchmark.num_tasks": 3, "train.iters_per_task": 150, "hnet.hidden": [16]}
+    protected = _run(tiny("split_mnist_cl2", **common, **{"method.beta": 0.05}), tmp_path / "p", data_root)
+    finetuned = _run(tiny("split_mnist_cl2", **common, **{"method.beta": 0.0}), tmp_path / "f", data_root)
+    first_task = lambda r: r["matrices"]["acc_task_given"][2][0]  # noqa: E731
+    assert first_task(protected) > 97
+    assert first_task(finetuned) < first_task(protected) - 10
+    assert finetuned["summary"]["forgetting"] > protected["summary"]["forgetting"] + 5
+
+
+def test_regression_reports_mse(tmp_path):
+    cfg = tiny("regression1d", **{"train.iters_per_task": 50, "hnet.chunk_dim": None, "hnet.hidden": [10, 10],
+                                  "hnet.temb_dim": 2, "target.hidden": [10, 10]})
+    results = start_run(cfg, tmp_path / "r").run(show_progress=False)
+    assert set(results["matrices"]) == {"mse"} and results["summary"]["final_mse"] > 0

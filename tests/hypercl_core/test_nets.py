@@ -1,0 +1,81 @@
+import math
+
+import torch
+
+from hypercl_core.accounting import count_params
+from hypercl_core.config import load_config
+from hypercl_core.hnets.mlp_hnet import HyperNetwork
+from hypercl_core.nets.mlp import TargetMLP
+
+
+def test_split_mnist_cl1_sizes_match_the_paper():
+    cfg = load_config("split_mnist_cl1")
+    counts = count_params(cfg)
+    assert counts.target_weights == 478_410
+    assert counts.hnet_weights == 465_192
+    assert counts.task_embedding_weights == 480
+    target = TargetMLP(784, [400, 400], 2, 5, "relu")
+    hnet = HyperNetwork(target.num_weights, 96, [10, 10], "elu", 42_000, 96)
+    assert target.num_weights == 478_410 and hnet.num_params() == 465_192 and hnet.num_chunks == 12
+
+
+def test_cl2_uses_one_shared_head():
+    assert count_params(load_config("split_mnist_cl2")).target_weights == 475_202
+
+
+def test_accounting_equals_built_modules_for_full_and_chunked():
+    for overrides in ([], ["hnet.chunk_dim=null", "target.hidden=[20]"], ["hnet.hidden=[]", "hnet.chunk_dim=333"]):
+        cfg = load_config("split_mnist_cl1", overrides)
+        target = TargetMLP(784, cfg.target.hidden, 2, 5, "relu")
+        h = cfg.hnet
+        hnet = HyperNetwork(target.num_weights, h.temb_dim, h.hidden, h.activation, h.chunk_dim, h.cemb_dim)
+        counts = count_params(cfg)
+        assert counts.target_weights == target.num_weights
+        assert counts.hnet_weights == hnet.num_params()
+
+
+def test_chunks_are_assembled_in_order_and_the_tail_is_cut():
+    torch.manual_seed(0)
+    hnet = HyperNetwork(num_outputs=1000, temb_dim=3, hidden=[7], activation="relu", chunk_dim=300, cemb_dim=2)
+    assert hnet.num_chunks == math.ceil(1000 / 300) == 4
+    embs = torch.randn(2, 3)
+    out = hnet(embs)
+    assert out.shape == (2, 1000)
+    for b in range(2):
+        pieces = []
+        for c in range(hnet.num_chunks):
+            h = torch.relu(hnet.layers[0](torch.cat([embs[b], hnet.chunk_embs[c]])))
+            pieces.append(hnet.layers[1](h))
+        assert torch.allclose(out[b], torch.cat(pieces)[:1000], atol=1e-6)
+
+
+def test_init_is_xavier_with_zero_biases_and_normal_chunk_embeddings():
+    torch.manual_seed(0)
+    hnet = HyperNetwork(50_000, 96, [10, 10], "elu", 42_000, 96)
+    assert all(torch.count_nonzero(layer.bias) == 0 for layer in hnet.layers)
+    bound = math.sqrt(6 / (10 + 42_000))
+    assert hnet.layers[-1].weight.abs().max() <= bound
+    assert abs(hnet.chunk_embs.std().item() - 1) < 0.2
+
+
+def test_batched_weights_equal_one_network_at_a_time():
+    torch.manual_seed(0)
+    target = TargetMLP(5, [6, 4], 3, 4, "elu")
+    weights = torch.randn(4, target.num_weights)
+    x = torch.randn(9, 5)
+    heads = torch.tensor([2, 0, 3, 1])
+    batched = target(x, weights, heads)
+    assert batched.shape == (4, 9, 3)
+    for t in range(4):
+        assert torch.allclose(batched[t], target(x, weights[t], int(heads[t])), atol=1e-6)
+    full = target(x, weights[0], None)
+    assert torch.allclose(full[:, 6:9], target(x, weights[0], 2), atol=1e-6)
+
+
+def test_head_mask_keeps_shared_layers_and_one_head():
+    target = TargetMLP(5, [6], 3, 4, "relu")
+    mask = target.head_mask(2)
+    w1, b1, w2, b2 = target.unflatten(mask)
+    assert w1.all() and b1.all()
+    assert w2[6:9].all() and b2[6:9].all()
+    assert w2.sum() == 3 * 6 and b2.sum() == 3

@@ -1,0 +1,74 @@
+import copy
+
+import pytest
+import torch
+
+from hypercl_core.hnets.mlp_hnet import HyperNetwork
+from hypercl_core.regularizer import OutputRegularizer, adam_lookahead
+
+
+def _hnet():
+    torch.manual_seed(0)
+    return HyperNetwork(num_outputs=500, temb_dim=4, hidden=[8], activation="elu", chunk_dim=120, cemb_dim=3)
+
+
+def _train_steps(hnet, opt, n):
+    for _ in range(n):
+        opt.zero_grad()
+        hnet(torch.randn(2, 4)).square().mean().backward()
+        opt.step()
+
+
+@pytest.mark.parametrize("warm_steps", [0, 3])
+def test_lookahead_is_adams_next_step_and_leaves_state_alone(warm_steps):
+    hnet = _hnet()
+    opt = torch.optim.Adam(hnet.parameters(), lr=0.01)
+    _train_steps(hnet, opt, warm_steps)
+    opt.zero_grad()
+    hnet(torch.randn(2, 4)).square().mean().backward()
+    state_before = copy.deepcopy(opt.state_dict())
+    params_before = [p.detach().clone() for p in hnet.parameters()]
+    deltas = adam_lookahead(opt)
+    assert all(not d.requires_grad for d in deltas.values())
+    after = opt.state_dict()
+    for key, st in state_before["state"].items():
+        for name, value in st.items():
+            assert torch.equal(value, after["state"][key][name])
+    opt.step()
+    for p, before in zip(hnet.parameters(), params_before):
+        assert torch.allclose(p.detach() - before, deltas[p], atol=1e-7)
+
+
+def test_regularizer_is_zero_right_after_the_snapshot():
+    hnet = _hnet()
+    reg = OutputRegularizer(hnet, torch.randn(3, 4), beta=0.5)
+    assert reg.loss(hnet).item() == 0.0
+
+
+def test_regularizer_averages_over_tasks_and_applies_masks():
+    hnet = _hnet()
+    embs = torch.randn(3, 4)
+    masks = torch.zeros(3, 500)
+    masks[:, :10] = 1
+    reg = OutputRegularizer(hnet, embs, beta=2.0, masks=masks)
+    with torch.no_grad():
+        hnet.layers[-1].bias.add_(1.0)  # every output moves by exactly 1
+    assert reg.loss(hnet).item() == pytest.approx(2.0 * 3 * 10 / 3)
+
+
+def test_regularizer_uses_the_lookahead_parameters():
+    hnet = _hnet()
+    reg = OutputRegularizer(hnet, torch.randn(2, 4), beta=1.0)
+    shift = {hnet.layers[-1].bias: torch.full((120,), 0.5)}
+    # all 500 outputs of both tasks move by 0.5: 1/2 * 2 * 500 * 0.25
+    assert reg.loss(hnet, shift).item() == pytest.approx(250.0)
+
+
+def test_stochastic_subset_regularizes_k_tasks():
+    hnet = _hnet()
+    reg = OutputRegularizer(hnet, torch.randn(6, 4), beta=1.0, subset=2)
+    with torch.no_grad():
+        hnet.layers[-1].bias.add_(1.0)
+    gen = torch.Generator().manual_seed(0)
+    assert reg.loss(hnet, generator=gen).item() == pytest.approx(500.0)  # mean over 2 tasks of 500
+    assert reg._pick(gen).numel() == 2

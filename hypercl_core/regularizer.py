@@ -4,7 +4,12 @@ Before task T the hypernetwork's outputs for every earlier embedding are
 snapshotted. Each step then penalises how far the outputs for those
 embeddings would drift if the optimizer took its next step: the lookahead
 replays Adam's update arithmetic on copies, leaving the optimizer state alone.
-All previous tasks (or a random subset of K) go through the hnet as one batch.
+
+All previous tasks (or a random subset of K) and all their chunks go through
+the hnet as one batch. The squared error over the outputs is the hot path:
+with T-1 tasks it touches (T-1) x target-size floats, so it runs as one fused
+autograd function on the padded chunk layout (one buffer, in-place ops, two
+GEMMs backward) instead of a chain of ops that each allocate that much.
 """
 
 from __future__ import annotations
@@ -44,8 +49,37 @@ def adam_lookahead(optimizer: torch.optim.Adam) -> dict[nn.Parameter, torch.Tens
     return deltas
 
 
+class _MaskedSSE(torch.autograd.Function):
+    """Σ (mask ⊙ (F Wᵀ + b) − targets)² over rows of chunks, targets pre-masked.
+
+    Rows are (task, chunk) pairs. Only `partial_rows` carry a mask (chunks that
+    hold the unused tail or other tasks' output heads); every other row is
+    regularized in full, so the mask costs nothing there.
+    """
+
+    @staticmethod
+    def forward(ctx, feats, weight, bias, targets, partial_rows, partial_mask):
+        diff = torch.addmm(bias, feats, weight.t())
+        diff.sub_(targets)
+        if partial_rows is not None:
+            diff[partial_rows] *= partial_mask
+        flat = diff.view(-1)
+        ctx.save_for_backward(feats, weight, diff)
+        return torch.dot(flat, flat)
+
+    @staticmethod
+    def backward(ctx, grad):
+        feats, weight, diff = ctx.saved_tensors
+        diff.mul_(2 * grad)  # masked entries are already zero: d/do of m(o-t)^2 with binary m
+        return diff @ weight, diff.t() @ feats, diff.sum(0), None, None, None
+
+
 class OutputRegularizer:
-    """β/|S| · Σ_{t∈S} ‖mask_t ⊙ (h(e_t; θ + Δθ) − W*_t)‖², S = previous tasks or a subset."""
+    """β/|S| · Σ_{t∈S} ‖mask_t ⊙ (h(e_t; θ + Δθ) − W*_t)‖², S = previous tasks or a subset.
+
+    `masks` (tasks x target weights, binary) restricts task t to the weights it
+    uses (shared layers and its own head); None regularizes every weight.
+    """
 
     def __init__(
         self,
@@ -57,10 +91,19 @@ class OutputRegularizer:
     ):
         self.prev_embs = prev_embs.detach()
         self.beta = beta
-        self.masks = masks
         self.subset = subset
+        n_prev, chunks, width = len(prev_embs), hnet.num_chunks, hnet.chunk_dim
+        full_mask = torch.zeros(n_prev, chunks * width, device=prev_embs.device)
+        full_mask[:, : hnet.num_outputs] = 1.0 if masks is None else masks
+        full_mask = full_mask.view(n_prev, chunks, width)
         with torch.no_grad():
-            self.targets = hnet(self.prev_embs).detach()
+            targets = hnet(self.prev_embs)
+        padded = torch.zeros(n_prev, chunks * width, device=prev_embs.device)
+        padded[:, : hnet.num_outputs] = targets
+        self.targets = padded.view(n_prev, chunks, width) * full_mask
+        self.partial = (full_mask == 0).any(-1)  # (tasks, chunks): rows that need their mask
+        self.mask_rows = full_mask[self.partial]  # (n_partial, width)
+        self.weight_name, self.bias_name = hnet.output_layer_names
 
     @property
     def num_prev(self) -> int:
@@ -73,25 +116,30 @@ class OutputRegularizer:
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         ids = self._pick(generator)
-        embs, targets = self.prev_embs, self.targets
-        masks = self.masks
+        embs, targets, partial = self.prev_embs, self.targets, self.partial
+        mask_rows = self.mask_rows
         if ids is not None:
-            embs, targets = embs[ids], targets[ids]
-            masks = masks[ids] if masks is not None else None
-        if deltas:
-            params = {name: p + deltas[p] if p in deltas else p for name, p in hnet.named_parameters()}
-            outputs = functional_call(hnet, params, (embs,))
-        else:
-            outputs = hnet(embs)
-        sq = (outputs - targets).square()
-        if masks is not None:
-            sq = sq * masks
-        return self.beta * sq.sum() / len(embs)
+            embs, targets, partial = embs[ids], targets[ids], partial[ids]
+            mask_rows = self.mask_rows[self._partial_index()[ids][partial]]
+        params = {name: p + deltas[p] if deltas and p in deltas else p for name, p in hnet.named_parameters()}
+        feats = functional_call(hnet, params, (embs,), {"features_only": True})
+        rows = feats.shape[0] * feats.shape[1]
+        flat_partial = partial.reshape(-1).nonzero().squeeze(1) if bool(partial.any()) else None
+        sse = _MaskedSSE.apply(
+            feats.reshape(rows, -1), params[self.weight_name], params[self.bias_name],
+            targets.reshape(rows, -1), flat_partial, mask_rows,
+        )
+        return self.beta * sse / len(embs)
+
+    def _partial_index(self) -> torch.Tensor:
+        """Row number into `mask_rows` for each partial (task, chunk) pair; -1 elsewhere."""
+        index = torch.full(self.partial.shape, -1, dtype=torch.long, device=self.partial.device)
+        index[self.partial] = torch.arange(int(self.partial.sum()), device=self.partial.device)
+        return index
 
     def _pick(self, generator: torch.Generator | None) -> torch.Tensor | None:
         if self.subset is None or self.subset >= self.num_prev:
             return None
         device = self.prev_embs.device
-        return torch.randperm(self.num_prev, generator=generator, device=generator.device if generator else device)[
-            : self.subset
-        ].to(device)
+        gen_device = generator.device if generator is not None else device
+        return torch.randperm(self.num_prev, generator=generator, device=gen_device)[: self.subset].to(device)

@@ -69,11 +69,165 @@ def cmd_presets(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_tracking(p) -> None:
+    p.add_argument("--tracking-uri", help="MLflow URI (default: SQLite inside the sweep folder)")
+    p.add_argument("--runs-dir", default="runs", help="parent of sweeps/ (default: runs/)")
+
+
+def _add_sweep(sub) -> None:
+    p = sub.add_parser("sweep", help="Ray Tune + Optuna sweep of a search space over a benchmark preset")
+    p.add_argument("--space", help="search space name (search_spaces/*.yaml) or YAML file")
+    p.add_argument("--preset", help="benchmark preset or config YAML the space is applied to")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a key of the preset for every trial (repeatable)")
+    p.add_argument("--num-samples", type=int, default=8)
+    p.add_argument("--max-concurrent", type=int, default=None)
+    p.add_argument("--scheduler", choices=["fifo", "asha"], default="fifo")
+    p.add_argument("--seed", type=int, default=0, help="seed of the Optuna TPE sampler")
+    p.add_argument("--name", help="sweep name (default: <preset>-<space>-<timestamp>)")
+    p.add_argument("--resume", metavar="SWEEP_DIR", help="finish an interrupted sweep")
+    p.add_argument("--address", help="Ray cluster: auto or ray://host:10001 (default: local Ray)")
+    p.add_argument("--gpus-per-subsystem", type=int, choices=[0, 1], default=None,
+                   help="default: 1 when the cluster has GPUs, else 0")
+    p.add_argument("--data-root", help="MNIST root on every node (default: resolved per node)")
+    p.add_argument("--top", type=int, default=5, help="rows of the best-config table printed at the end")
+    _add_tracking(p)
+    p.set_defaults(func=cmd_sweep)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from hypercl_core.errors import UserError  # noqa: PLC0415
+    from orchestrator import sweep  # noqa: PLC0415
+
+    if args.resume:
+        folder = Path(args.resume)
+        spec = sweep.SweepSpec.load(folder)
+        if spec.kind != "sweep":
+            raise UserError(f"{folder} holds a {spec.kind}, not a sweep; resume it with `hypercl rerun --resume`")
+        resume = True
+    else:
+        if not (args.space and args.preset):
+            raise UserError("hypercl sweep needs --space and --preset (or --resume SWEEP_DIR)")
+        if args.num_samples < 1:
+            raise UserError(f"--num-samples must be at least 1, got {args.num_samples}")
+        spec = sweep.plan_sweep(args.space, args.preset, args.overrides, name=args.name,
+                                num_samples=args.num_samples, max_concurrent=args.max_concurrent,
+                                scheduler=args.scheduler, seed=args.seed, tracking_uri=args.tracking_uri or "",
+                                gpus_per_subsystem=args.gpus_per_subsystem, data_root=args.data_root)
+        if spec.tracking_uri:
+            from orchestrator.tracking import check_tracking_uri  # noqa: PLC0415
+
+            check_tracking_uri(spec.tracking_uri)
+        folder = sweep.new_sweep_folder(Path(args.runs_dir), spec.name)
+        resume = False
+    print(f"sweep folder: {folder}", file=sys.stderr)
+    sweep.start(spec, folder, args.address, resume=resume)
+    _print_best(spec.tracking_uri, spec.name, spec.metric, args.top)
+    print(f"\nresume if interrupted: hypercl sweep --resume {folder}")
+    _print_ui_hint(spec.tracking_uri)
+    return 0
+
+
+def _add_best(sub) -> None:
+    p = sub.add_parser("best", help="rank a sweep's trials from MLflow and export the winner")
+    p.add_argument("--name", help="sweep name (default: the newest sweep under --runs-dir)")
+    p.add_argument("--metric", default="final_acc")
+    p.add_argument("--mode", choices=["max", "min"], help="default: min for mse/forgetting, else max")
+    p.add_argument("--top", type=int, default=5)
+    p.add_argument("--export", metavar="YAML", help="write the best config here (for `hypercl rerun`)")
+    _add_tracking(p)
+    p.set_defaults(func=cmd_best)
+
+
+def _sweep_uri(args: argparse.Namespace) -> tuple[str, str]:
+    from hypercl_core.errors import UserError  # noqa: PLC0415
+    from orchestrator.tracking import embedded_uri  # noqa: PLC0415
+
+    sweeps = Path(args.runs_dir) / "sweeps"
+    name = args.name
+    if name is None:
+        found = sorted((p for p in sweeps.glob("*/sweep.yaml")), key=lambda p: p.stat().st_mtime)
+        if not found:
+            raise UserError(f"no sweeps under {sweeps}; pass --name (and --tracking-uri for a server)")
+        name = found[-1].parent.name
+    return args.tracking_uri or embedded_uri(sweeps / name), name
+
+
+def cmd_best(args: argparse.Namespace) -> int:
+    from hypercl_core.errors import UserError  # noqa: PLC0415
+    from orchestrator.best import best_runs, export_config  # noqa: PLC0415
+
+    uri, name = _sweep_uri(args)
+    runs = best_runs(uri, name, args.metric, args.top, args.mode)
+    if not runs:
+        raise UserError(f"sweep {name!r} has no finished trial with metric {args.metric!r} yet")
+    _print_best(uri, name, args.metric, args.top, args.mode, runs)
+    if args.export:
+        export_config(runs[0], Path(args.export), args.metric)
+        print(f"exported the best config to {args.export}; rerun it with: hypercl rerun {args.export} --seeds 5")
+    return 0
+
+
+def _print_best(uri: str, name: str, metric: str, top: int, mode: str | None = None, runs=None) -> None:
+    from orchestrator.best import best_runs, format_table  # noqa: PLC0415
+
+    runs = runs if runs is not None else best_runs(uri, name, metric, top, mode)
+    print(f"\nbest {len(runs)} of sweep {name} by {metric}:")
+    print(format_table(runs, metric))
+
+
+def _print_ui_hint(uri: str) -> None:
+    if uri.startswith("sqlite:///"):
+        print(f"open the MLflow UI: mlflow ui --backend-store-uri {uri} --port 5000  (then http://127.0.0.1:5000)")
+    else:
+        print(f"open the MLflow UI at {uri}")
+
+
+def _add_rerun(sub) -> None:
+    p = sub.add_parser("rerun", help="rerun one config over seeds in parallel; logs mean ± SEM")
+    p.add_argument("config", help="config YAML (e.g. from `hypercl best --export`) or preset")
+    p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--max-concurrent", type=int, default=None)
+    p.add_argument("--name", help="name (default: rerun-<config>-<timestamp>)")
+    p.add_argument("--address", help="Ray cluster: auto or ray://host:10001 (default: local Ray)")
+    p.add_argument("--gpus-per-subsystem", type=int, choices=[0, 1], default=None)
+    p.add_argument("--data-root")
+    _add_tracking(p)
+    p.set_defaults(func=cmd_rerun)
+
+
+def cmd_rerun(args: argparse.Namespace) -> int:
+    from orchestrator import sweep  # noqa: PLC0415
+    from orchestrator.tracking import check_tracking_uri  # noqa: PLC0415
+
+    spec = sweep.plan_rerun(args.config, args.seeds, name=args.name, max_concurrent=args.max_concurrent,
+                            tracking_uri=args.tracking_uri or "", gpus_per_subsystem=args.gpus_per_subsystem,
+                            data_root=args.data_root)
+    if spec.tracking_uri:
+        check_tracking_uri(spec.tracking_uri)
+    folder = sweep.new_sweep_folder(Path(args.runs_dir), spec.name)
+    print(f"rerun folder: {folder}", file=sys.stderr)
+    sweep.start(spec, folder, args.address)
+    from orchestrator.best import best_runs  # noqa: PLC0415
+
+    runs = best_runs(spec.tracking_uri, spec.name, spec.metric, len(spec.seeds), spec.mode)
+    values = [r.data.metrics[spec.metric] for r in runs]
+    if values:
+        mean = sum(values) / len(values)
+        print(f"{spec.metric}: {mean:.4f} ± {sweep.sem(values):.4f} (SEM over {len(values)} of "
+              f"{len(spec.seeds)} seeds)")
+    _print_ui_hint(spec.tracking_uri)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hypercl", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     _add_run(sub)
     _add_presets(sub)
+    _add_sweep(sub)
+    _add_best(sub)
+    _add_rerun(sub)
     return parser
 
 

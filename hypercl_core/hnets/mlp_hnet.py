@@ -47,8 +47,12 @@ class HyperNetwork(nn.Module):
         if self.chunked:
             nn.init.normal_(self.chunk_embs)
 
-    def forward(self, temb: torch.Tensor) -> torch.Tensor:
-        """(B, temb_dim) task embeddings -> (B, num_outputs) target weights."""
+    def forward(self, temb: torch.Tensor, features_only: bool = False) -> torch.Tensor:
+        """(B, temb_dim) task embeddings -> (B, num_outputs) target weights.
+
+        With `features_only`, the last hidden activations (B, num_chunks, h)
+        instead: the output regularizer applies the output layer itself.
+        """
         if self.chunked:
             batch = temb.shape[0]
             h = torch.cat(
@@ -62,11 +66,18 @@ class HyperNetwork(nn.Module):
             h = temb
         for layer in self.layers[:-1]:
             h = self.act(layer(h))
+        if features_only:
+            return h.reshape(temb.shape[0], self.num_chunks, -1)
         out = self.layers[-1](h)
         return out.reshape(temb.shape[0], -1)[:, : self.num_outputs]
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+    @property
+    def output_layer_names(self) -> tuple[str, str]:
+        last = len(self.layers) - 1
+        return f"layers.{last}.weight", f"layers.{last}.bias"
 
 
 class TaskEmbeddings(nn.Module):

@@ -38,10 +38,24 @@ def resolve_device(spec: str) -> torch.device:
     return torch.device(spec)
 
 
-def build_learner(cfg: ExperimentConfig, data_root: str | None = None, device: str | None = None) -> Subsystem:
-    """Load the benchmark onto the device and build the method's main subsystem."""
+def subsystem_names(cfg: ExperimentConfig) -> list[str]:
+    """The separately placeable parts of the configured method, main learner first."""
+    return {"hnet": ["target_hnet"]}[cfg.method.name]
+
+
+def build_subsystem(name: str, cfg: ExperimentConfig, data_root: str | None = None,
+                    device: str | None = None) -> Subsystem:
+    """Load the benchmark onto the device and build one subsystem of the method."""
     from hypercl_core.methods.hnet import HnetLearner  # noqa: PLC0415
 
+    builders = {"target_hnet": HnetLearner}
+    if name not in builders:
+        raise ValueError(f"unknown subsystem {name!r}; known: {sorted(builders)}")
     dev = resolve_device(device or cfg.device)
     bench = build_benchmark(cfg.benchmark, cfg.seed, dev, data_root)
-    return HnetLearner(cfg, bench, dev)
+    return builders[name](cfg, bench, dev)
+
+
+def build_learner(cfg: ExperimentConfig, data_root: str | None = None, device: str | None = None) -> Subsystem:
+    """The method's main subsystem, in this process."""
+    return build_subsystem(subsystem_names(cfg)[0], cfg, data_root, device)

@@ -60,8 +60,36 @@ def test_regularizer_uses_the_lookahead_parameters():
     hnet = _hnet()
     reg = OutputRegularizer(hnet, torch.randn(2, 4), beta=1.0)
     shift = {hnet.layers[-1].bias: torch.full((120,), 0.5)}
-    # all 500 outputs of both tasks move by 0.5: 1/2 * 2 * 500 * 0.25
-    assert reg.loss(hnet, shift).item() == pytest.approx(250.0)
+    # all 500 outputs of both tasks move by 0.5: mean over tasks of 500 * 0.25
+    assert reg.loss(hnet, shift).item() == pytest.approx(125.0)
+
+
+def _naive(hnet, embs, targets, masks, beta, deltas):
+    """Eq. 2 written plainly: the reference the fused implementation must match."""
+    params = {n: p + deltas[p] if p in deltas else p for n, p in hnet.named_parameters()}
+    out = torch.func.functional_call(hnet, params, (embs,))
+    return beta * ((out - targets).square() * masks).sum() / len(embs)
+
+
+def test_fused_regularizer_matches_the_plain_formula_in_value_and_gradient():
+    hnet = _hnet()  # 500 outputs in chunks of 120: a 100-wide unused tail
+    embs = torch.randn(3, 4)
+    masks = (torch.rand(3, 500) > 0.3).float()
+    masks[0] = 1.0
+    with torch.no_grad():
+        targets = hnet(embs)
+    reg = OutputRegularizer(hnet, embs, beta=0.7, masks=masks)
+    with torch.no_grad():
+        for p in hnet.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    deltas = {p: 0.01 * torch.randn_like(p) for p in hnet.parameters()}
+    fused = reg.loss(hnet, deltas)
+    grads = torch.autograd.grad(fused, list(hnet.parameters()))
+    plain = _naive(hnet, embs, targets, masks, 0.7, deltas)
+    plain_grads = torch.autograd.grad(plain, list(hnet.parameters()))
+    assert fused.item() == pytest.approx(plain.item(), rel=1e-5)
+    for g, h in zip(grads, plain_grads):
+        assert torch.allclose(g, h, rtol=1e-4, atol=1e-6)
 
 
 def test_stochastic_subset_regularizes_k_tasks():

@@ -1,0 +1,120 @@
+"""hypercl_core subsystems as Ray actors, one bundle of the trial's placement group each.
+
+The actor builds the very same subsystem object `hypercl run` uses, on the
+device Ray assigned it (its own GPU when the cluster has GPUs), and the proxy
+makes the remote object look local, so the experiment loop is unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import ray
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+from hypercl_core.config import ExperimentConfig, build_config
+from hypercl_core.methods import Progress, build_subsystem, subsystem_names
+
+# The trial's own bundle only drives the actors and logs; it needs little CPU.
+TRIAL_BUNDLE = {"CPU": 0.25}
+
+
+@dataclass(frozen=True)
+class Placement:
+    """What each subsystem actor asks for: one GPU, or some CPUs when there are none."""
+
+    gpus_per_subsystem: int = 0
+    cpus_per_subsystem: float = 1.0
+
+    def bundles(self, num_subsystems: int) -> list[dict[str, float]]:
+        each = {"GPU": self.gpus_per_subsystem} if self.gpus_per_subsystem else {"CPU": self.cpus_per_subsystem}
+        return [dict(TRIAL_BUNDLE)] + [dict(each) for _ in range(num_subsystems)]
+
+    def actor_options(self) -> dict[str, float]:
+        if self.gpus_per_subsystem:
+            return {"num_gpus": self.gpus_per_subsystem, "num_cpus": 0}
+        return {"num_gpus": 0, "num_cpus": self.cpus_per_subsystem}
+
+
+def auto_placement(gpus_per_subsystem: int | None, cpus_per_subsystem: float = 1.0) -> Placement:
+    """GPUs when the connected cluster has any, unless the user chose."""
+    if gpus_per_subsystem is None:
+        gpus_per_subsystem = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
+    return Placement(gpus_per_subsystem, cpus_per_subsystem)
+
+
+@ray.remote
+class SubsystemActor:
+    def __init__(self, name: str, cfg: dict, data_root: str | None):
+        self.name = name
+        config = build_config(cfg)
+        device = config.device
+        if device == "auto":
+            import torch  # noqa: PLC0415
+
+            device = "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
+        self.subsystem = build_subsystem(name, config, data_root, device)
+
+    def learn_task(self, t: int) -> dict[str, float]:
+        return self.subsystem.learn_task(t)
+
+    def evaluate(self, upto: int) -> dict[str, list[float]]:
+        return self.subsystem.evaluate(upto)
+
+    def state_dict(self) -> dict:
+        return self.subsystem.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.subsystem.load_state_dict(state)
+
+    def placement(self) -> dict:
+        """Where this actor landed: for tests and for the trial's MLflow tags."""
+        return {
+            "subsystem": self.name,
+            "gpu_ids": [str(g) for g in ray.get_gpu_ids()],
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", ""),
+            "node_id": ray.get_runtime_context().get_node_id(),
+            "pid": os.getpid(),
+        }
+
+
+class ActorProxy:
+    """A remote subsystem with the local Subsystem interface (blocking calls)."""
+
+    def __init__(self, handle):
+        self.handle = handle
+
+    def learn_task(self, t: int, progress: Progress | None = None) -> dict[str, float]:
+        stats = ray.get(self.handle.learn_task.remote(t))
+        if progress is not None:
+            progress(0)
+        return stats
+
+    def evaluate(self, upto: int) -> dict[str, list[float]]:
+        return ray.get(self.handle.evaluate.remote(upto))
+
+    def state_dict(self) -> dict:
+        return ray.get(self.handle.state_dict.remote())
+
+    def load_state_dict(self, state: dict) -> None:
+        ray.get(self.handle.load_state_dict.remote(state))
+
+    def placement(self) -> dict:
+        return ray.get(self.handle.placement.remote())
+
+
+def spawn_subsystems(cfg: ExperimentConfig, placement: Placement, data_root: str | None = None,
+                     names: list[str] | None = None) -> dict[str, ActorProxy]:
+    """One actor per subsystem, in bundles 1..n of the current placement group (if any)."""
+    group = ray.util.get_current_placement_group()
+    proxies = {}
+    for index, name in enumerate(names or subsystem_names(cfg), start=1):
+        options = placement.actor_options()
+        if group is not None:
+            options["scheduling_strategy"] = PlacementGroupSchedulingStrategy(
+                placement_group=group, placement_group_bundle_index=index
+            )
+        handle = SubsystemActor.options(**options).remote(name, cfg.model_dump(), data_root)
+        proxies[name] = ActorProxy(handle)
+    return proxies

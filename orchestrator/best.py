@@ -1,0 +1,71 @@
+"""Which configs won: a ranking read from MLflow alone, and export for a rerun."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hypercl_core.config import config_from_flat
+from hypercl_core.errors import UserError
+from orchestrator.tracking import KIND, decode_params
+
+KEY_PARAMS = ("hnet.hidden", "hnet.activation", "hnet.temb_dim", "hnet.cemb_dim", "hnet.chunk_dim",
+              "method.beta", "train.lr")
+
+
+def default_mode(metric: str) -> str:
+    return "min" if "mse" in metric or metric in ("forgetting", "wall_s") else "max"
+
+
+def open_sweep_experiment(tracking_uri: str, name: str):
+    """The sweep's MLflow experiment; never creates a store that was not there."""
+    if tracking_uri.startswith("sqlite:///") and not Path(tracking_uri.removeprefix("sqlite:///")).is_file():
+        raise UserError(f"no sweep named {name!r}: {tracking_uri} does not exist; check --name, --runs-dir "
+                        "or --tracking-uri")
+    from mlflow.tracking import MlflowClient  # noqa: PLC0415
+
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        known = [e.name for e in client.search_experiments()]
+        raise UserError(f"no sweep named {name!r} in {tracking_uri}; sweeps there: {', '.join(known) or 'none'}")
+    return client, experiment
+
+
+def best_runs(tracking_uri: str, name: str, metric: str, top: int, mode: str | None = None) -> list:
+    client, experiment = open_sweep_experiment(tracking_uri, name)
+    order = "DESC" if (mode or default_mode(metric)) == "max" else "ASC"
+    return client.search_runs(
+        [experiment.experiment_id],
+        filter_string=f"tags.`{KIND}` = 'trial' and attributes.status = 'FINISHED'",
+        order_by=[f"metrics.{metric} {order}"],
+        max_results=top,
+    )
+
+
+def format_table(runs: list, metric: str) -> str:
+    header = ["rank", metric, *KEY_PARAMS, "ratio", "run_id"]
+    rows = []
+    for rank, run in enumerate(runs, start=1):
+        params = decode_params(run.data.params)
+        value = run.data.metrics.get(metric)
+        rows.append([str(rank), "-" if value is None else f"{value:.4f}",
+                     *[_short(params.get(k)) for k in KEY_PARAMS],
+                     f"{run.data.metrics.get('compression_ratio', float('nan')):.4f}", run.info.run_id])
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)) for row in [header, *rows]]
+    return "\n".join(lines)
+
+
+def _short(value: Any) -> str:
+    return "-" if value is None else (",".join(map(str, value)) or "none") if isinstance(value, list) else str(value)
+
+
+def export_config(run, path: Path, metric: str) -> None:
+    """The winning run's full config as a preset-style YAML that `hypercl run`/`rerun` accept."""
+    cfg = config_from_flat(decode_params(run.data.params))
+    value = run.data.metrics.get(metric)
+    header = f"# exported by `hypercl best` from MLflow run {run.info.run_id} ({metric} = {value})\n"
+    path.write_text(header + yaml.safe_dump(cfg.model_dump(), sort_keys=False))

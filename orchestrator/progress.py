@@ -1,0 +1,64 @@
+"""Live sweep progress on the console, and MLflow status for trials Tune ends.
+
+A trial stopped by ASHA or killed by a failure never reaches its own
+`finish`, so the driver marks its MLflow run (KILLED / FAILED) here; `best`
+then only ranks runs that learned every task.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from ray import tune
+
+from orchestrator.tracking import TRIAL_ID
+
+
+class SweepProgress(tune.Callback):
+    def __init__(self, tracking_uri: str, experiment_id: str, metric: str, num_tasks: int, total: int):
+        self.tracking_uri = tracking_uri
+        self.experiment_id = experiment_id
+        self.metric = metric
+        self.num_tasks = num_tasks
+        self.total = total
+        self.start = time.time()
+        self.done = 0
+
+    def _print(self, text: str) -> None:
+        elapsed = time.time() - self.start
+        print(f"[{elapsed:7.0f}s] {text}", file=sys.stderr, flush=True)
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self._print(f"{trial.trial_id} started ({self.done}/{self.total} trials done)")
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        if result.get("infeasible"):
+            self._print(f"{trial.trial_id} rejected before training: compression bound not reachable")
+            return
+        value = result.get(self.metric)
+        if value is not None:
+            self._print(f"{trial.trial_id} task {result.get('task')}/{self.num_tasks} {self.metric} {value:.4f}")
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self.done += 1
+        self._mark(trial.trial_id, "KILLED", "stopped early by the scheduler")
+        value = (trial.last_result or {}).get(self.metric)
+        shown = f"{self.metric} {value:.4f}" if isinstance(value, float) else "no result"
+        self._print(f"{trial.trial_id} done: {shown} ({self.done}/{self.total})")
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self.done += 1
+        self._mark(trial.trial_id, "FAILED", f"error: {trial.error_file or 'see Tune logs'}")
+        self._print(f"{trial.trial_id} FAILED ({self.done}/{self.total}); see {trial.error_file}")
+
+    def _mark(self, trial_id: str, status: str, reason: str) -> None:
+        """Only runs still RUNNING need a verdict; a trial that finished set its own."""
+        from mlflow.tracking import MlflowClient  # noqa: PLC0415
+
+        client = MlflowClient(self.tracking_uri)
+        runs = client.search_runs([self.experiment_id], filter_string=f"tags.`{TRIAL_ID}` = '{trial_id}'",
+                                  max_results=1)
+        if runs and runs[0].info.status == "RUNNING":
+            client.set_tag(runs[0].info.run_id, "hypercl.end_reason", reason)
+            client.set_terminated(runs[0].info.run_id, status)

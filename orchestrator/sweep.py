@@ -1,0 +1,216 @@
+"""Sweeps and seed reruns: Ray Tune + Optuna, tracked in MLflow, resumable.
+
+A sweep folder holds everything needed to resume after the driver dies:
+`sweep.yaml` (the request, the resolved space and base config, the MLflow
+ids), the Optuna study (`optuna.db`), Tune's experiment state and trial
+checkpoints (`tune/`) and, by default, the MLflow store (`mlflow.db`,
+`artifacts/`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import os
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hypercl_core.config import ExperimentConfig, build_config, load_config
+from hypercl_core.data.mnist import resolve_data_root
+from hypercl_core.errors import UserError
+from hypercl_core.methods import subsystem_names
+from orchestrator.tracking import SweepTracker, check_tracking_uri, embedded_uri, log_metrics
+
+SPEC = "sweep.yaml"
+TUNE_DIR = "tune"
+
+
+@dataclass
+class SweepSpec:
+    """The request as given plus what was resolved from it; saved as sweep.yaml."""
+
+    kind: str  # sweep | rerun
+    name: str
+    base_config: dict[str, Any]
+    metric: str
+    mode: str
+    num_samples: int = 1
+    max_concurrent: int | None = None
+    scheduler: str = "fifo"
+    seed: int = 0
+    seeds: list[int] = field(default_factory=list)
+    space_name: str | None = None
+    space: dict[str, Any] | None = None
+    preset: str | None = None
+    tracking_uri: str = ""
+    gpus_per_subsystem: int | None = None
+    data_root: str | None = None
+    experiment_id: str | None = None
+    parent_run_id: str | None = None
+    created: str = field(default_factory=lambda: dt.datetime.now().isoformat(timespec="seconds"))
+
+    @property
+    def config(self) -> ExperimentConfig:
+        return build_config(self.base_config)
+
+    def save(self, folder: Path) -> None:
+        tmp = folder / (SPEC + ".tmp")
+        tmp.write_text(yaml.safe_dump(asdict(self), sort_keys=False))
+        os.replace(tmp, folder / SPEC)
+
+    @classmethod
+    def load(cls, folder: Path) -> "SweepSpec":
+        if not (folder / SPEC).is_file() or not (folder / TUNE_DIR).is_dir():
+            raise UserError(f"{folder} is not a sweep folder (no {SPEC} and {TUNE_DIR}/); pass the folder "
+                            "that `hypercl sweep` printed")
+        return cls(**yaml.safe_load((folder / SPEC).read_text()))
+
+
+def new_sweep_folder(runs_dir: Path, name: str) -> Path:
+    folder = runs_dir / "sweeps" / name
+    if (folder / SPEC).exists():
+        raise UserError(f"sweep {name!r} already exists in {folder}; resume it with --resume {folder} "
+                        "or pick another --name")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def plan_sweep(space_ref: str, preset: str, overrides: list[str], **options: Any) -> SweepSpec:
+    """Validate everything (space, preset, bound) before any folder, run or trial exists."""
+    from search_spaces.space import load_space  # noqa: PLC0415
+    from orchestrator.trial import metric_for  # noqa: PLC0415
+
+    base = load_config(preset, overrides)
+    space = load_space(space_ref)
+    space.check_against(base)
+    metric, mode = metric_for(base)
+    name = options.pop("name", None) or f"{Path(preset).stem}-{space.name}-{dt.datetime.now():%Y%m%d-%H%M%S}"
+    return SweepSpec(kind="sweep", name=name, base_config=base.model_dump(), metric=metric, mode=mode,
+                     space_name=space_ref, space=space.model_dump(), preset=preset, **options)
+
+
+def plan_rerun(config_ref: str, seeds: int, **options: Any) -> SweepSpec:
+    from orchestrator.trial import metric_for  # noqa: PLC0415
+
+    if seeds < 1:
+        raise UserError(f"--seeds must be at least 1, got {seeds}")
+    base = load_config(config_ref)
+    metric, mode = metric_for(base)
+    name = options.pop("name", None) or f"rerun-{Path(config_ref).stem}-{dt.datetime.now():%Y%m%d-%H%M%S}"
+    return SweepSpec(kind="rerun", name=name, base_config=base.model_dump(), metric=metric, mode=mode,
+                     seeds=list(range(seeds)), preset=config_ref, **options)
+
+
+def start(spec: SweepSpec, folder: Path, address: str | None, resume: bool = False):
+    """Run (or resume) the sweep to completion and return Tune's ResultGrid."""
+    import ray  # noqa: PLC0415
+
+    spec.tracking_uri = spec.tracking_uri or embedded_uri(folder)
+    check_tracking_uri(spec.tracking_uri)
+    if spec.data_root is None and address is None:
+        spec.data_root = str(resolve_data_root().resolve())
+    tracker = SweepTracker(spec.tracking_uri, spec.name, artifact_root=folder / "artifacts")
+    if spec.experiment_id not in (None, tracker.experiment_id):
+        raise UserError(f"MLflow at {spec.tracking_uri} has a different experiment named {spec.name!r}; "
+                        "pass the tracking URI the sweep was started with")
+    spec.experiment_id = tracker.experiment_id
+    spec.parent_run_id = tracker.parent_run(
+        spec.kind, spec.parent_run_id, params=spec.config.flat() if spec.kind == "rerun" else None,
+        tags={"hypercl.sweep": spec.name, "hypercl.space": str(spec.space_name), "hypercl.preset": str(spec.preset)},
+    )
+    spec.save(folder)
+    ray.init(address=address, include_dashboard=False, ignore_reinit_error=True,
+             configure_logging=True, logging_level="WARNING")
+    try:
+        tuner = _tuner(spec, folder, resume)
+        results = tuner.fit()
+    finally:
+        _close_parent(spec, tracker)
+    return results
+
+
+def _tuner(spec: SweepSpec, folder: Path, resume: bool):
+    from ray import tune  # noqa: PLC0415
+
+    from orchestrator.actors import auto_placement  # noqa: PLC0415
+    from orchestrator.progress import SweepProgress  # noqa: PLC0415
+    from orchestrator.trial import TrialContext, run_trial  # noqa: PLC0415
+
+    cfg = spec.config
+    placement = auto_placement(spec.gpus_per_subsystem)
+    ctx = TrialContext(base=spec.base_config, tracking_uri=spec.tracking_uri, experiment_id=spec.experiment_id,
+                       parent_run_id=spec.parent_run_id, metric=spec.metric, mode=spec.mode, placement=placement,
+                       space=spec.space, data_root=spec.data_root)
+    trainable = tune.with_resources(
+        tune.with_parameters(run_trial, ctx=ctx),
+        tune.PlacementGroupFactory(placement.bundles(len(subsystem_names(cfg)))),
+    )
+    if resume:
+        return tune.Tuner.restore(str(folder / TUNE_DIR), trainable, resume_unfinished=True, resume_errored=True)
+    total = spec.num_samples if spec.kind == "sweep" else len(spec.seeds)
+    run_config = tune.RunConfig(
+        name=TUNE_DIR,
+        storage_path=str(folder.resolve()),
+        failure_config=tune.FailureConfig(max_failures=2),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        callbacks=[SweepProgress(spec.tracking_uri, spec.experiment_id, spec.metric, cfg.benchmark.num_tasks, total)],
+        verbose=0,
+    )
+    if spec.kind == "rerun":
+        tune_config = tune.TuneConfig(max_concurrent_trials=spec.max_concurrent)
+        return tune.Tuner(trainable, param_space={"seed": tune.grid_search(spec.seeds)}, tune_config=tune_config,
+                          run_config=run_config)
+    tune_config = tune.TuneConfig(
+        metric=spec.metric, mode=spec.mode, search_alg=_searcher(spec, folder), scheduler=_scheduler(spec, cfg),
+        num_samples=spec.num_samples, max_concurrent_trials=spec.max_concurrent,
+    )
+    from search_spaces.space import SearchSpace  # noqa: PLC0415
+
+    param_space = SearchSpace.model_validate(spec.space).tune_space()
+    return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config)
+
+
+def _searcher(spec: SweepSpec, folder: Path):
+    import optuna  # noqa: PLC0415
+    from ray.tune.search.optuna import OptunaSearch  # noqa: PLC0415
+
+    storage = optuna.storages.RDBStorage(f"sqlite:///{(folder / 'optuna.db').resolve()}")
+    return OptunaSearch(sampler=optuna.samplers.TPESampler(seed=spec.seed), storage=storage, study_name=spec.name)
+
+
+def _scheduler(spec: SweepSpec, cfg: ExperimentConfig):
+    if spec.scheduler == "fifo":
+        return None
+    from ray.tune.schedulers import ASHAScheduler  # noqa: PLC0415
+
+    return ASHAScheduler(time_attr="task", max_t=cfg.benchmark.num_tasks, grace_period=1, reduction_factor=2)
+
+
+def _close_parent(spec: SweepSpec, tracker: SweepTracker) -> None:
+    """Summarise the finished trials on the parent run (mean ± SEM over seeds for a rerun)."""
+    runs = [r for r in tracker.trial_runs() if r.info.status == "FINISHED" and spec.metric in r.data.metrics]
+    values = [r.data.metrics[spec.metric] for r in runs]
+    summary: dict[str, float] = {"finished_trials": len(values)}
+    if values:
+        best = max(values) if spec.mode == "max" else min(values)
+        summary.update({f"best_{spec.metric}": best, f"{spec.metric}_mean": sum(values) / len(values),
+                        f"{spec.metric}_sem": sem(values)})
+    log_metrics(tracker.client, spec.parent_run_id, summary, step=0)
+    total = spec.num_samples if spec.kind == "sweep" else len(spec.seeds)
+    done = len(tracker.trial_runs()) >= total and all(r.info.status != "RUNNING" for r in tracker.trial_runs())
+    tracker.client.set_terminated(spec.parent_run_id, "FINISHED" if done else "KILLED")
+
+
+def sem(values: list[float]) -> float:
+    """Standard error of the mean, as the paper reports over seeds."""
+    n = len(values)
+    if n < 2:
+        return 0.0
+    mean = sum(values) / n
+    return math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) / math.sqrt(n)
+
+

@@ -1,0 +1,149 @@
+"""MLflow bookkeeping for sweeps: one experiment per sweep, a parent run, one nested run per trial.
+
+Trials write from wherever Ray runs them, so a multi-node sweep needs only a
+tracking URI every node can reach. A trial finds its run again by its Tune
+trial id, so retries and resumed sweeps never duplicate runs. Params are
+stored JSON-encoded, so `best --export` rebuilds the exact config.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+from mlflow.entities import Metric, Param, RunTag  # noqa: E402
+from mlflow.tracking import MlflowClient  # noqa: E402
+
+from hypercl_core.errors import UserError  # noqa: E402
+
+KIND = "hypercl.kind"  # sweep | rerun | trial
+TRIAL_ID = "hypercl.trial_id"
+PARENT = "mlflow.parentRunId"
+MAX_BATCH = 900  # MLflow allows 1000 metrics per log_batch call
+
+
+def embedded_uri(folder: Path) -> str:
+    return f"sqlite:///{(folder / 'mlflow.db').resolve()}"
+
+
+def check_tracking_uri(uri: str) -> None:
+    """Fail fast, in one line, on a server that is not there (before any trial starts)."""
+    if uri.startswith(("http://", "https://")):
+        try:
+            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=5) as response:
+                response.read()
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise UserError(
+                f"MLflow tracking server {uri} is unreachable ({reason}); start it "
+                "(mlflow server --backend-store-uri sqlite:///mlflow.db --port 5000) or pass another --tracking-uri"
+            ) from None
+    elif uri.startswith("sqlite:///"):
+        parent = Path(uri.removeprefix("sqlite:///")).parent
+        if not parent.is_dir():
+            raise UserError(f"tracking URI {uri}: folder {parent} does not exist; create it or pass another --tracking-uri")
+    elif not uri.startswith(("postgresql", "mysql", "databricks")):
+        raise UserError(f"tracking URI {uri!r} is not supported; use sqlite:///path/mlflow.db or http://host:port")
+
+
+def encode_params(flat: dict[str, Any]) -> list[Param]:
+    return [Param(k, json.dumps(v)) for k, v in flat.items()]
+
+
+def decode_params(params: dict[str, str]) -> dict[str, Any]:
+    out = {}
+    for key, text in params.items():
+        try:
+            out[key] = json.loads(text)
+        except json.JSONDecodeError:
+            out[key] = text
+    return out
+
+
+def _metrics(values: dict[str, float], step: int) -> list[Metric]:
+    now = int(time.time() * 1000)
+    return [Metric(k, float(v), now, step) for k, v in values.items() if isinstance(v, (int, float))]
+
+
+def log_metrics(client: MlflowClient, run_id: str, values: dict[str, float], step: int) -> None:
+    """Batched: per-key logging is MLflow's known slow path."""
+    metrics = _metrics(values, step)
+    for start in range(0, len(metrics), MAX_BATCH):
+        client.log_batch(run_id, metrics=metrics[start : start + MAX_BATCH])
+
+
+class SweepTracker:
+    """Driver side: the sweep's experiment and parent run (reused on resume)."""
+
+    def __init__(self, uri: str, name: str, artifact_root: Path | None = None):
+        self.uri = uri
+        self.client = MlflowClient(uri)
+        experiment = self.client.get_experiment_by_name(name)
+        if experiment is None:
+            location = artifact_root.resolve().as_uri() if artifact_root is not None else None
+            self.experiment_id = self.client.create_experiment(name, artifact_location=location)
+        else:
+            self.experiment_id = experiment.experiment_id
+
+    def parent_run(self, kind: str, run_id: str | None = None, params: dict[str, Any] | None = None,
+                   tags: dict[str, str] | None = None) -> str:
+        if run_id is not None:
+            self.client.update_run(run_id, status="RUNNING")
+            return run_id
+        run = self.client.create_run(self.experiment_id, run_name=kind, tags={KIND: kind, **(tags or {})})
+        if params:
+            self.client.log_batch(run.info.run_id, params=encode_params(params))
+        return run.info.run_id
+
+    def trial_run_id(self, trial_id: str) -> str | None:
+        runs = self.client.search_runs(
+            [self.experiment_id], filter_string=f"tags.`{TRIAL_ID}` = '{trial_id}'", max_results=2
+        )
+        return runs[0].info.run_id if runs else None
+
+    def trial_runs(self) -> list:
+        return self.client.search_runs([self.experiment_id], filter_string=f"tags.`{KIND}` = 'trial'",
+                                       max_results=50_000)
+
+
+class TrialTracker:
+    """Trial side: this trial's nested run, created once and found again after a retry."""
+
+    def __init__(self, uri: str, experiment_id: str, parent_run_id: str, trial_id: str, trial_name: str):
+        self.client = MlflowClient(uri)
+        found = self.client.search_runs(
+            [experiment_id], filter_string=f"tags.`{TRIAL_ID}` = '{trial_id}'", max_results=1
+        )
+        self.resumed = bool(found)
+        if found:
+            self.run_id = found[0].info.run_id
+            self.client.update_run(self.run_id, status="RUNNING")
+        else:
+            tags = {PARENT: parent_run_id, TRIAL_ID: trial_id, KIND: "trial"}
+            self.run_id = self.client.create_run(experiment_id, run_name=trial_name, tags=tags).info.run_id
+
+    def log_config(self, flat: dict[str, Any], extra_tags: dict[str, str] | None = None) -> None:
+        if not self.resumed:
+            self.client.log_batch(self.run_id, params=encode_params(flat))
+        if extra_tags:
+            self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in extra_tags.items()])
+
+    def log_task(self, metrics: dict[str, float], step: int) -> None:
+        log_metrics(self.client, self.run_id, metrics, step)
+
+    def set_tags(self, tags: dict[str, Any]) -> None:
+        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def finish(self, summary: dict[str, float], run_dir: Path, step: int) -> None:
+        log_metrics(self.client, self.run_id, summary, step)
+        for name in ("config.yaml", "results.json", "matrix.csv", "matrix.png"):
+            if (run_dir / name).is_file():
+                self.client.log_artifact(self.run_id, str(run_dir / name))
+        self.client.set_terminated(self.run_id, "FINISHED")

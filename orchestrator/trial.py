@@ -1,0 +1,99 @@
+"""The Tune trainable: one trial is one continual-learning experiment.
+
+The trial's own bundle runs the experiment loop of hypercl_core against
+subsystem actors in the other bundles, reports after every task (so ASHA can
+stop bad trials early) with a checkpoint (so a retried trial resumes at its
+next task), and records everything in its MLflow run.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+
+from hypercl_core.accounting import count_params
+from hypercl_core.config import ExperimentConfig, build_config, config_from_flat
+from hypercl_core.experiment import CHECKPOINT, CONFIG, Experiment, primary_metric
+from orchestrator.actors import Placement, spawn_subsystems
+from orchestrator.tracking import TrialTracker
+
+
+@dataclass(frozen=True)
+class TrialContext:
+    """Everything a trial needs besides its sampled values; shipped once via the object store."""
+
+    base: dict[str, Any]
+    tracking_uri: str
+    experiment_id: str
+    parent_run_id: str
+    metric: str
+    mode: str
+    placement: Placement = field(default_factory=Placement)
+    space: dict[str, Any] | None = None
+    data_root: str | None = None
+
+    @property
+    def worst(self) -> float:
+        return 0.0 if self.mode == "max" else 1e9
+
+    def resolve(self, sample: dict[str, Any]) -> ExperimentConfig | None:
+        """The trial's config, or None when no chunk size meets the space's compression bound."""
+        base = build_config(self.base)
+        if self.space is None:
+            return config_from_flat(sample, base)
+        from search_spaces.space import SearchSpace  # noqa: PLC0415
+
+        space = SearchSpace.model_validate(self.space)
+        return space.materialize(space.decode(sample), base)
+
+
+def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
+    trial = tune.get_context()
+    tracker = TrialTracker(ctx.tracking_uri, ctx.experiment_id, ctx.parent_run_id, trial.get_trial_id(),
+                           trial.get_trial_name())
+    cfg = ctx.resolve(config)
+    if cfg is None:
+        _reject(tracker, config, ctx)
+        return
+    counts = count_params(cfg)
+    tracker.log_config(cfg.flat(), {"compression_ratio": f"{counts.compression_ratio:.6f}"})
+    run_dir = Path(trial.get_trial_dir()) / "run"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / CONFIG).write_text(cfg.to_yaml())
+    proxies = spawn_subsystems(cfg, ctx.placement, ctx.data_root)
+    tracker.set_tags({f"placement.{name}": json.dumps(p.placement()) for name, p in proxies.items()})
+    exp = Experiment(cfg, run_dir, learner=next(iter(proxies.values())))
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            exp.load_checkpoint(Path(folder) / CHECKPOINT)
+        tracker.set_tags({"hypercl.resumed_from_task": exp.tasks_done})
+
+    def on_task_end(t: int, metrics: dict[str, float]) -> None:
+        metrics = {**metrics, "compression_ratio": counts.compression_ratio, "infeasible": 0}
+        tracker.log_task(metrics, step=t + 1)
+        with tempfile.TemporaryDirectory() as folder:
+            shutil.copy(run_dir / CHECKPOINT, folder)
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+
+    results = exp.run(on_task_end=on_task_end, show_progress=False)
+    tracker.finish(results["summary"], run_dir, step=cfg.benchmark.num_tasks)
+
+
+def _reject(tracker: TrialTracker, sample: dict[str, Any], ctx: TrialContext) -> None:
+    """Infeasible architecture: recorded and reported as worst, never trained."""
+    tracker.set_tags({"hypercl.infeasible": "no chunk size meets the compression bound",
+                      "hypercl.sample": json.dumps(sample)})
+    tracker.client.set_terminated(tracker.run_id, "KILLED")
+    tune.report({ctx.metric: ctx.worst, "task": 0, "infeasible": 1})
+
+
+def metric_for(cfg: ExperimentConfig) -> tuple[str, str]:
+    """The sweep objective for a preset: final accuracy, or final MSE for regression."""
+    return ("final_mse", "min") if primary_metric(cfg) == "mse" else ("final_acc", "max")

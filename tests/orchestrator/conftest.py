@@ -1,0 +1,24 @@
+"""Fixtures for orchestrator tests: a real local Ray, tiny sweeps on real MNIST."""
+
+from __future__ import annotations
+
+import pytest
+import ray
+
+
+@pytest.fixture
+def local_ray():
+    """A fresh local Ray with 2 CPUs, shut down afterwards so tests stay independent."""
+    ray.shutdown()
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
+    yield
+    ray.shutdown()
+
+
+TINY_SWEEP = [
+    "benchmark.num_tasks=2",
+    "train.iters_per_task=20",
+    "target.hidden=[32]",
+    "train.eval_batch_size=5000",
+    "device=cpu",
+]

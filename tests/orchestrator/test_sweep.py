@@ -1,0 +1,175 @@
+"""End-to-end sweeps: real local Ray, real Optuna, real MLflow, tiny trials on real MNIST."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import optuna
+import pytest
+import ray
+import yaml
+from mlflow.tracking import MlflowClient
+
+from hypercl_core.config import load_config
+from orchestrator.cli import main
+from orchestrator.tracking import KIND, PARENT, TRIAL_ID, decode_params, embedded_uri
+from tests.orchestrator.conftest import TINY_SWEEP
+
+pytestmark = pytest.mark.slow
+
+
+def _sweep_args(runs: Path, name: str, samples: int, *extra: str) -> list[str]:
+    args = ["sweep", "--space", "smoke", "--preset", "split_mnist_cl1", "--num-samples", str(samples),
+            "--max-concurrent", "2", "--runs-dir", str(runs), "--name", name]
+    for item in TINY_SWEEP:
+        args += ["--set", item]
+    return [*args, *extra]
+
+
+def _trial_runs(uri: str, name: str) -> list:
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name(name)
+    return client.search_runs([experiment.experiment_id], filter_string=f"tags.`{KIND}` = 'trial'")
+
+
+def test_sweep_tracks_every_trial_and_best_agrees_with_mlflow(tmp_path, capsys, data_root):
+    assert main(_sweep_args(tmp_path, "s1", 3, "--scheduler", "asha")) == 0
+    ray.shutdown()
+    out = capsys.readouterr().out
+    assert "best" in out and "mlflow ui --backend-store-uri" in out
+    folder = tmp_path / "sweeps" / "s1"
+    uri = embedded_uri(folder)
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("s1")
+    parents = client.search_runs([experiment.experiment_id], filter_string=f"tags.`{KIND}` = 'sweep'")
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    trials = _trial_runs(uri, "s1")
+    assert len(trials) == 3 and len({t.data.tags[TRIAL_ID] for t in trials}) == 3
+    for run in trials:
+        assert run.data.tags[PARENT] == parents[0].info.run_id
+        params = decode_params(run.data.params)
+        assert params["benchmark.num_tasks"] == 2 and params["hnet.chunk_dim"] is not None
+        assert 0 < run.data.metrics["compression_ratio"] <= 1.0
+        history = client.get_metric_history(run.info.run_id, "final_acc")
+        if run.info.status == "FINISHED":  # ASHA may stop one after task 1
+            assert [m.step for m in history] [:2] == [1, 2]
+            artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+            assert {"config.yaml", "matrix.csv", "matrix.png", "results.json"} <= artifacts
+        else:
+            assert run.info.status == "KILLED" and run.data.tags["hypercl.end_reason"]
+
+    study = optuna.load_study(study_name="s1", storage=f"sqlite:///{folder / 'optuna.db'}")
+    assert len(study.trials) == 3
+
+    # `best` must rank exactly as MLflow's own search does
+    reference = mlflow.search_runs(
+        experiment_ids=[experiment.experiment_id], tracking_uri=uri,
+        filter_string=f"tags.`{KIND}` = 'trial' and attributes.status = 'FINISHED'",
+        order_by=["metrics.final_acc DESC"],
+    )
+    assert main(["best", "--name", "s1", "--runs-dir", str(tmp_path), "--top", "3",
+                 "--export", str(tmp_path / "best.yaml")]) == 0
+    table = capsys.readouterr().out
+    ranked = [line.split()[-1] for line in table.splitlines() if line[:1].isdigit()]
+    assert ranked == list(reference["run_id"])[: len(ranked)] and ranked
+    exported = load_config(str(tmp_path / "best.yaml"))
+    top = client.get_run(ranked[0])
+    assert exported.flat() == decode_params(top.data.params)
+
+    # rerun the winner over seeds: one parent with mean ± SEM, one nested run per seed
+    assert main(["rerun", str(tmp_path / "best.yaml"), "--seeds", "2", "--runs-dir", str(tmp_path),
+                 "--name", "r1"]) == 0
+    ray.shutdown()
+    assert "SEM over 2 of 2 seeds" in capsys.readouterr().out
+    r_uri = embedded_uri(tmp_path / "sweeps" / "r1")
+    seeds = sorted(decode_params(r.data.params)["seed"] for r in _trial_runs(r_uri, "r1"))
+    assert seeds == [0, 1]
+    r_client = MlflowClient(r_uri)
+    parent = r_client.search_runs([r_client.get_experiment_by_name("r1").experiment_id],
+                                  filter_string=f"tags.`{KIND}` = 'rerun'")[0]
+    assert {"final_acc_mean", "final_acc_sem"} <= set(parent.data.metrics)
+
+
+def _wait_for(predicate, timeout: float, what: str) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _finished_trials(db: Path) -> int:
+    if not db.is_file():
+        return 0
+    try:
+        with sqlite3.connect(db) as con:
+            return con.execute(
+                "select count(*) from runs r join tags t on r.run_uuid = t.run_uuid "
+                "where t.key = ? and t.value = 'trial' and r.status = 'FINISHED'", (KIND,)
+            ).fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+
+
+def test_driver_killed_then_resumed_keeps_one_run_per_trial(tmp_path, data_root):
+    args = _sweep_args(tmp_path, "k1", 4)
+    args[args.index("--max-concurrent") + 1] = "1"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    driver = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", *args], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    folder = tmp_path / "sweeps" / "k1"
+    try:
+        _wait_for(lambda: _finished_trials(folder / "mlflow.db") >= 1, 240, "a first finished trial")
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)  # the driver and the local Ray it started
+        driver.wait()
+    before = _finished_trials(folder / "mlflow.db")
+    assert before < 4
+    resumed = subprocess.run([sys.executable, "-m", "orchestrator.cli", "sweep", "--resume", str(folder)],
+                             capture_output=True, text=True, env=env, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    trials = _trial_runs(embedded_uri(folder), "k1")
+    ids = [t.data.tags[TRIAL_ID] for t in trials]
+    assert len(ids) == 4 and len(set(ids)) == 4  # exactly one MLflow run per trial
+    assert all(t.info.status == "FINISHED" for t in trials)
+    study = optuna.load_study(study_name="k1", storage=f"sqlite:///{folder / 'optuna.db'}")
+    assert len(study.trials) == 4
+
+
+def test_bad_sweep_inputs_exit_2_and_record_nothing(tmp_path, capsys):
+    bad_space = tmp_path / "bad.yaml"
+    bad_space.write_text(yaml.safe_dump({"name": "bad", "params": {"hnet.hidden": {"choice": []}}}))
+    cases = [
+        (["sweep", "--space", str(bad_space), "--preset", "split_mnist_cl1"], "choice list is empty"),
+        (["sweep", "--space", "smoke", "--preset", "split_mnist_cl1", "--tracking-uri", "http://127.0.0.1:9"],
+         "unreachable"),
+        (["best", "--name", "nosuch"], "no sweep named 'nosuch'"),
+        (["sweep", "--resume", str(tmp_path)], "is not a sweep folder"),
+    ]
+    for args, fragment in cases:
+        assert main([*args, "--runs-dir", str(tmp_path / "runs")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert fragment in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "runs").exists()
+    impossible = tmp_path / "tight.yaml"
+    impossible.write_text(yaml.safe_dump({"name": "tight", "max_compression_ratio": 1e-6,
+                                          "params": {"method.beta": {"choice": [0.01]}}}))
+    assert main(["sweep", "--space", str(impossible), "--preset", "split_mnist_cl1", "--runs-dir",
+                 str(tmp_path / "runs")]) == 2
+    assert "compression ratio" in capsys.readouterr().err
+
+
+def test_best_refuses_an_existing_sweep_name_on_the_wrong_server(tmp_path, capsys):
+    folder = tmp_path / "sweeps" / "x"
+    folder.mkdir(parents=True)
+    MlflowClient(embedded_uri(folder)).create_experiment("other")
+    assert main(["best", "--name", "x", "--runs-dir", str(tmp_path)]) == 2
+    assert "sweeps there: other" in capsys.readouterr().err

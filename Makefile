@@ -17,8 +17,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
+# 8 trials of SplitMNIST CL1 (300 iterations per task) from the smoke space,
+# Optuna TPE + ASHA, 2 at a time on local Ray, tracked in MLflow (SQLite).
 demo: $(STAMP)
-	$(BIN)/hypercl run --config split_mnist_cl1 --runs-dir $(RUNS)
+	$(BIN)/hypercl sweep --space smoke --preset split_mnist_cl1 --set train.iters_per_task=300 \
+		--num-samples 8 --max-concurrent 2 --scheduler asha --runs-dir $(RUNS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests

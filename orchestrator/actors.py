@@ -17,7 +17,10 @@ from hypercl_core.config import ExperimentConfig, build_config
 from hypercl_core.methods import Progress, build_subsystem, subsystem_names
 
 # The trial's own bundle only drives the actors and logs; it needs little CPU.
+# With the default 0.75 CPU per subsystem a one-subsystem trial reserves one CPU,
+# so a K-core machine runs K such trials at once.
 TRIAL_BUNDLE = {"CPU": 0.25}
+DEFAULT_SUBSYSTEM_CPUS = 0.75
 
 
 @dataclass(frozen=True)
@@ -25,7 +28,7 @@ class Placement:
     """What each subsystem actor asks for: one GPU, or some CPUs when there are none."""
 
     gpus_per_subsystem: int = 0
-    cpus_per_subsystem: float = 1.0
+    cpus_per_subsystem: float = DEFAULT_SUBSYSTEM_CPUS
 
     def bundles(self, num_subsystems: int) -> list[dict[str, float]]:
         each = {"GPU": self.gpus_per_subsystem} if self.gpus_per_subsystem else {"CPU": self.cpus_per_subsystem}
@@ -37,7 +40,7 @@ class Placement:
         return {"num_gpus": 0, "num_cpus": self.cpus_per_subsystem}
 
 
-def auto_placement(gpus_per_subsystem: int | None, cpus_per_subsystem: float = 1.0) -> Placement:
+def auto_placement(gpus_per_subsystem: int | None, cpus_per_subsystem: float = DEFAULT_SUBSYSTEM_CPUS) -> Placement:
     """GPUs when the connected cluster has any, unless the user chose."""
     if gpus_per_subsystem is None:
         gpus_per_subsystem = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0

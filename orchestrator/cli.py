@@ -89,6 +89,8 @@ def _add_sweep(sub) -> None:
     p.add_argument("--address", help="Ray cluster: auto or ray://host:10001 (default: local Ray)")
     p.add_argument("--gpus-per-subsystem", type=int, choices=[0, 1], default=None,
                    help="default: 1 when the cluster has GPUs, else 0")
+    p.add_argument("--cpus-per-subsystem", type=float, default=0.75,
+                   help="CPUs per subsystem actor without GPUs (default 0.75: one CPU per one-subsystem trial)")
     p.add_argument("--data-root", help="MNIST root on every node (default: resolved per node)")
     p.add_argument("--top", type=int, default=5, help="rows of the best-config table printed at the end")
     _add_tracking(p)
@@ -113,7 +115,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         spec = sweep.plan_sweep(args.space, args.preset, args.overrides, name=args.name,
                                 num_samples=args.num_samples, max_concurrent=args.max_concurrent,
                                 scheduler=args.scheduler, seed=args.seed, tracking_uri=args.tracking_uri or "",
-                                gpus_per_subsystem=args.gpus_per_subsystem, data_root=args.data_root)
+                                gpus_per_subsystem=args.gpus_per_subsystem,
+                                cpus_per_subsystem=args.cpus_per_subsystem, data_root=args.data_root)
         if spec.tracking_uri:
             from orchestrator.tracking import check_tracking_uri  # noqa: PLC0415
 
@@ -191,6 +194,7 @@ def _add_rerun(sub) -> None:
     p.add_argument("--name", help="name (default: rerun-<config>-<timestamp>)")
     p.add_argument("--address", help="Ray cluster: auto or ray://host:10001 (default: local Ray)")
     p.add_argument("--gpus-per-subsystem", type=int, choices=[0, 1], default=None)
+    p.add_argument("--cpus-per-subsystem", type=float, default=0.75)
     p.add_argument("--data-root")
     _add_tracking(p)
     p.set_defaults(func=cmd_rerun)
@@ -202,7 +206,7 @@ def cmd_rerun(args: argparse.Namespace) -> int:
 
     spec = sweep.plan_rerun(args.config, args.seeds, name=args.name, max_concurrent=args.max_concurrent,
                             tracking_uri=args.tracking_uri or "", gpus_per_subsystem=args.gpus_per_subsystem,
-                            data_root=args.data_root)
+                            cpus_per_subsystem=args.cpus_per_subsystem, data_root=args.data_root)
     if spec.tracking_uri:
         check_tracking_uri(spec.tracking_uri)
     folder = sweep.new_sweep_folder(Path(args.runs_dir), spec.name)

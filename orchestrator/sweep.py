@@ -48,6 +48,7 @@ class SweepSpec:
     preset: str | None = None
     tracking_uri: str = ""
     gpus_per_subsystem: int | None = None
+    cpus_per_subsystem: float = 0.75
     data_root: str | None = None
     experiment_id: str | None = None
     parent_run_id: str | None = None
@@ -113,7 +114,9 @@ def start(spec: SweepSpec, folder: Path, address: str | None, resume: bool = Fal
     check_tracking_uri(spec.tracking_uri)
     if spec.data_root is None and address is None:
         spec.data_root = str(resolve_data_root().resolve())
-    tracker = SweepTracker(spec.tracking_uri, spec.name, artifact_root=folder / "artifacts")
+    # An embedded store keeps artifacts in the sweep folder; a server stores them itself.
+    embedded = spec.tracking_uri.startswith("sqlite:///")
+    tracker = SweepTracker(spec.tracking_uri, spec.name, artifact_root=folder / "artifacts" if embedded else None)
     if spec.experiment_id not in (None, tracker.experiment_id):
         raise UserError(f"MLflow at {spec.tracking_uri} has a different experiment named {spec.name!r}; "
                         "pass the tracking URI the sweep was started with")
@@ -123,8 +126,10 @@ def start(spec: SweepSpec, folder: Path, address: str | None, resume: bool = Fal
         tags={"hypercl.sweep": spec.name, "hypercl.space": str(spec.space_name), "hypercl.preset": str(spec.preset)},
     )
     spec.save(folder)
-    ray.init(address=address, include_dashboard=False, ignore_reinit_error=True,
-             configure_logging=True, logging_level="WARNING")
+    if address is None:
+        ray.init(include_dashboard=False, ignore_reinit_error=True, logging_level="WARNING")
+    else:
+        ray.init(address=address, ignore_reinit_error=True, logging_level="WARNING")
     try:
         tuner = _tuner(spec, folder, resume)
         results = tuner.fit()
@@ -141,7 +146,7 @@ def _tuner(spec: SweepSpec, folder: Path, resume: bool):
     from orchestrator.trial import TrialContext, run_trial  # noqa: PLC0415
 
     cfg = spec.config
-    placement = auto_placement(spec.gpus_per_subsystem)
+    placement = auto_placement(spec.gpus_per_subsystem, spec.cpus_per_subsystem)
     ctx = TrialContext(base=spec.base_config, tracking_uri=spec.tracking_uri, experiment_id=spec.experiment_id,
                        parent_run_id=spec.parent_run_id, metric=spec.metric, mode=spec.mode, placement=placement,
                        space=spec.space, data_root=spec.data_root)

@@ -78,12 +78,18 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     def on_task_end(t: int, metrics: dict[str, float]) -> None:
         metrics = {**metrics, "compression_ratio": counts.compression_ratio, "infeasible": 0}
         tracker.log_task(metrics, step=t + 1)
+        if t + 1 == cfg.benchmark.num_tasks:
+            # Tune may end the trial as soon as it sees the last report (ASHA at max_t),
+            # so the run is completed in MLflow first.
+            tracker.finish(exp.write_results()["summary"], run_dir, step=t + 1)
         with tempfile.TemporaryDirectory() as folder:
             shutil.copy(run_dir / CHECKPOINT, folder)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 
-    results = exp.run(on_task_end=on_task_end, show_progress=False)
-    tracker.finish(results["summary"], run_dir, step=cfg.benchmark.num_tasks)
+    if exp.tasks_done == cfg.benchmark.num_tasks:  # restored after its last task was checkpointed
+        tracker.finish(exp.write_results()["summary"], run_dir, step=exp.tasks_done)
+        return
+    exp.run(on_task_end=on_task_end, show_progress=False)
 
 
 def _reject(tracker: TrialTracker, sample: dict[str, Any], ctx: TrialContext) -> None:

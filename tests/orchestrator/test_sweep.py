@@ -59,7 +59,7 @@ def test_sweep_tracks_every_trial_and_best_agrees_with_mlflow(tmp_path, capsys, 
         assert 0 < run.data.metrics["compression_ratio"] <= 1.0
         history = client.get_metric_history(run.info.run_id, "final_acc")
         if run.info.status == "FINISHED":  # ASHA may stop one after task 1
-            assert [m.step for m in history] [:2] == [1, 2]
+            assert [m.step for m in history][:2] == [1, 2]
             artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
             assert {"config.yaml", "matrix.csv", "matrix.png", "results.json"} <= artifacts
         else:
@@ -69,8 +69,9 @@ def test_sweep_tracks_every_trial_and_best_agrees_with_mlflow(tmp_path, capsys, 
     assert len(study.trials) == 3
 
     # `best` must rank exactly as MLflow's own search does
+    mlflow.set_tracking_uri(uri)
     reference = mlflow.search_runs(
-        experiment_ids=[experiment.experiment_id], tracking_uri=uri,
+        experiment_ids=[experiment.experiment_id],
         filter_string=f"tags.`{KIND}` = 'trial' and attributes.status = 'FINISHED'",
         order_by=["metrics.final_acc DESC"],
     )

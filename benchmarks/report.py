@@ -1,0 +1,51 @@
+"""Render benchmarks/results.json as benchmarks/RESULTS.md, next to the paper and the targets.
+
+    python benchmarks/report.py
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+# (benchmark, scenario, method, metric) -> (paper figure, acceptance target as text)
+REFERENCE = {
+    ("SplitMNIST", "CL1", "HNET", "final_acc"): (99.79, ">= 99.6"),
+    ("SplitMNIST", "CL2", "HNET+ENT", "final_acc"): (87.01, ">= 85"),
+    ("SplitMNIST", "CL3", "HNET+ENT", "final_acc"): (69.48, ">= 67"),
+    ("PermutedMNIST-10", "CL1", "HNET", "final_acc"): (97.57, ">= 97.2"),
+    ("PermutedMNIST-10", "CL3", "HNET+ENT", "final_acc"): (91.75, ">= 90"),
+    ("PermutedMNIST-10", "CL3 (multi-head CL1 run, task inferred)", "HNET+ENT", "final_acc_task_inferred"):
+        (91.75, ">= 90"),
+    ("SplitMNIST", "CL3 (multi-head CL1 run, task inferred)", "HNET+ENT", "final_acc_task_inferred"):
+        (69.48, ">= 67"),
+}
+
+
+def render(records: list[dict]) -> str:
+    lines = ["# Benchmark results", "",
+             "Generated from `benchmarks/results.json` by `python benchmarks/report.py`. Every figure is one",
+             "measured run; `command` reproduces it. Paper figures: von Oswald et al. 2020 (METHODS.md).", ""]
+    for bench in sorted({r["benchmark"] for r in records}):
+        lines += [f"## {bench}", "",
+                  "| scenario | method | metric | value | paper | target | seeds | wall s | machine | date |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        for r in (r for r in records if r["benchmark"] == bench):
+            paper, target = REFERENCE.get((r["benchmark"], r["scenario"], r["method"], r["metric"]), ("", ""))
+            value = r["value"] if "per_task" not in r else f"{r['value']} (by task: {r['per_task']})"
+            lines.append(f"| {r['scenario']} | {r['method']} | {r['metric']} | {value} | {paper} | {target} | "
+                         f"{r['seeds']} | {r['wall_s']} | {r['machine']} | {r['date']} |")
+        commands = sorted({r["command"] for r in records if r["benchmark"] == bench})
+        lines += ["", "Commands:", "", *[f"- `{c}`" for c in commands], ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    records = json.loads((HERE / "results.json").read_text())
+    (HERE / "RESULTS.md").write_text(render(records))
+
+
+if __name__ == "__main__":
+    main()

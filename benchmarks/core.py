@@ -1,6 +1,6 @@
 """Core benchmarks: the paper's settings through `hypercl run`, figures recorded.
 
-    python benchmarks/core.py --only split_cl1 split_cl2 ...   (default: all)
+    python benchmarks/core.py --only split_cl1 split_cl2 ... [--seeds 0 1 2]   (default: all, seed 0)
 
 Each entry runs the real command line in a subprocess, reads results.json
 from its run folder, and merges its figures into benchmarks/results.json.
@@ -83,14 +83,29 @@ def run_entry(name: str, out: Path, seed: int) -> list[dict]:
     return records
 
 
+def aggregate(per_seed: list[list[dict]]) -> list[dict]:
+    """One record per metric: the mean over seeds, with every seed's value kept."""
+    if len(per_seed) == 1:
+        return per_seed[0]
+    merged = []
+    for group in zip(*per_seed):
+        values = [r["value"] for r in group]
+        first = dict(group[0])
+        first.update(value=round(sum(values) / len(values), 4), per_seed=values,
+                     seeds=[s for r in group for s in r["seeds"]], wall_s=round(sum(r["wall_s"] for r in group), 1),
+                     command=group[0]["command"].replace(f"seed={group[0]['seeds'][0]}", "seed=<seed>"))
+        merged.append(first)
+    return merged
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", choices=sorted(ENTRIES), default=sorted(ENTRIES))
     parser.add_argument("--out", type=Path, default=Path("runs/benchmarks"))
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     args = parser.parse_args()
     for name in args.only:
-        merge(run_entry(name, args.out, args.seed))
+        merge(aggregate([run_entry(name, args.out, seed) for seed in args.seeds]))
 
 
 if __name__ == "__main__":

@@ -133,9 +133,21 @@ def start(spec: SweepSpec, folder: Path, address: str | None, resume: bool = Fal
     try:
         tuner = _tuner(spec, folder, resume)
         results = tuner.fit()
+        if spec.kind == "sweep":
+            _fail_orphaned_study_trials(spec, folder)
     finally:
         _close_parent(spec, tracker)
     return results
+
+
+def _fail_orphaned_study_trials(spec: SweepSpec, folder: Path) -> None:
+    """A driver killed between asking Optuna and saving Tune's state leaves a study trial
+    no Tune trial owns; once the sweep is over nothing can still be running, so close those."""
+    import optuna  # noqa: PLC0415
+
+    study = optuna.load_study(study_name=spec.name, storage=f"sqlite:///{(folder / 'optuna.db').resolve()}")
+    for trial in study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.RUNNING]):
+        study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
 
 
 def _tuner(spec: SweepSpec, folder: Path, resume: bool):

@@ -30,7 +30,8 @@ def _trial_runs(uri: str, name: str) -> list:
 
 
 def test_worker_node_removed_mid_trial_and_every_trial_completes(tmp_path, data_root):
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    # The head takes no trials, so the two trials run one on each worker node.
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
     doomed = cluster.add_node(num_cpus=1)
     cluster.add_node(num_cpus=1)
     cluster.wait_for_nodes()

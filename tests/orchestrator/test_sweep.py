@@ -142,7 +142,9 @@ def test_driver_killed_then_resumed_keeps_one_run_per_trial(tmp_path, data_root)
     assert len(ids) == 4 and len(set(ids)) == 4  # exactly one MLflow run per trial
     assert all(t.info.status == "FINISHED" for t in trials)
     study = optuna.load_study(study_name="k1", storage=f"sqlite:///{folder / 'optuna.db'}")
-    assert len(study.trials) == 4
+    states = [t.state for t in study.trials]
+    assert states.count(optuna.trial.TrialState.COMPLETE) == 4  # the same study, continued
+    assert optuna.trial.TrialState.RUNNING not in states
 
 
 def test_bad_sweep_inputs_exit_2_and_record_nothing(tmp_path, capsys):

@@ -75,10 +75,6 @@ def run_entry(name: str, out: Path, seed: int) -> list[dict]:
         mse = results["matrices"]["mse"][-1]
         records += [record(wanted[0][0], "CL1", wanted[0][2], f"final_mse_task{j}", v, [seed], wall, command)
                     for j, v in enumerate(mse)]
-    if "steps_per_s" in {w[3] for w in wanted}:
-        per_task = [round(1000.0 / s["steps_per_s"], 2) for s in results["task_stats"]]
-        records.append(record(wanted[0][0], "CL1", wanted[0][2], "ms_per_step_by_task", per_task[-1], [seed], wall,
-                              command, per_task=per_task))
     print(json.dumps({r["metric"]: r["value"] for r in records}), flush=True)
     return records
 

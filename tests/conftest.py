@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -33,4 +34,4 @@ def tiny(preset: str = "split_mnist_cl1", **flat) -> ExperimentConfig:
         "device": "cpu",
     }
     overrides.update(flat)
-    return load_config(preset, [f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}" for k, v in overrides.items()])
+    return load_config(preset, [f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in overrides.items()])

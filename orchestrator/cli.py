@@ -112,6 +112,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             raise UserError("hypercl sweep needs --space and --preset (or --resume SWEEP_DIR)")
         if args.num_samples < 1:
             raise UserError(f"--num-samples must be at least 1, got {args.num_samples}")
+        if args.max_concurrent is not None and args.max_concurrent < 1:
+            raise UserError(f"--max-concurrent must be at least 1, got {args.max_concurrent}")
         spec = sweep.plan_sweep(args.space, args.preset, args.overrides, name=args.name,
                                 num_samples=args.num_samples, max_concurrent=args.max_concurrent,
                                 scheduler=args.scheduler, seed=args.seed, tracking_uri=args.tracking_uri or "",

@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import math
 import os
-
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any

@@ -156,6 +156,8 @@ def test_bad_sweep_inputs_exit_2_and_record_nothing(tmp_path, capsys):
          "unreachable"),
         (["best", "--name", "nosuch"], "no sweep named 'nosuch'"),
         (["sweep", "--resume", str(tmp_path)], "is not a sweep folder"),
+        (["sweep", "--space", "smoke", "--preset", "split_mnist_cl1", "--max-concurrent", "0"], "--max-concurrent"),
+        (["sweep", "--space", "smoke", "--preset", "nosuch"], "neither a YAML file nor a preset"),
     ]
     for args, fragment in cases:
         assert main([*args, "--runs-dir", str(tmp_path / "runs")]) == 2

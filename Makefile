@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 RUNS ?= runs
 
-.PHONY: setup demo test run-core benchmark-core clean
+.PHONY: setup demo test benchmark-core clean
 
 setup: $(STAMP)
 

@@ -101,8 +101,14 @@ class OutputRegularizer:
         padded = torch.zeros(n_prev, chunks * width, device=prev_embs.device)
         padded[:, : hnet.num_outputs] = targets
         self.targets = padded.view(n_prev, chunks, width) * full_mask
+        if masks is not None and not bool(((masks == 0) | (masks == 1)).all()):
+            raise ValueError("regularizer masks must be binary (the fused gradient assumes it)")
         self.partial = (full_mask == 0).any(-1)  # (tasks, chunks): rows that need their mask
         self.mask_rows = full_mask[self.partial]  # (n_partial, width)
+        # Index tables built once, so a training step never synchronises with the device for them.
+        self.partial_index = torch.full(self.partial.shape, -1, dtype=torch.long, device=self.partial.device)
+        self.partial_index[self.partial] = torch.arange(self.mask_rows.shape[0], device=self.partial.device)
+        self.all_partial_rows = self.partial.reshape(-1).nonzero().squeeze(1) if bool(self.partial.any()) else None
         self.weight_name, self.bias_name = hnet.output_layer_names
 
     @property
@@ -116,26 +122,19 @@ class OutputRegularizer:
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         ids = self._pick(generator)
-        embs, targets, partial = self.prev_embs, self.targets, self.partial
-        mask_rows = self.mask_rows
+        embs, targets, mask_rows, flat_partial = self.prev_embs, self.targets, self.mask_rows, self.all_partial_rows
         if ids is not None:
-            embs, targets, partial = embs[ids], targets[ids], partial[ids]
-            mask_rows = self.mask_rows[self._partial_index()[ids][partial]]
+            embs, targets, partial = embs[ids], targets[ids], self.partial[ids]
+            mask_rows = self.mask_rows[self.partial_index[ids][partial]]
+            flat_partial = partial.reshape(-1).nonzero().squeeze(1) if flat_partial is not None else None
         params = {name: p + deltas[p] if deltas and p in deltas else p for name, p in hnet.named_parameters()}
         feats = functional_call(hnet, params, (embs,), {"features_only": True})
         rows = feats.shape[0] * feats.shape[1]
-        flat_partial = partial.reshape(-1).nonzero().squeeze(1) if bool(partial.any()) else None
         sse = _MaskedSSE.apply(
             feats.reshape(rows, -1), params[self.weight_name], params[self.bias_name],
             targets.reshape(rows, -1), flat_partial, mask_rows,
         )
         return self.beta * sse / len(embs)
-
-    def _partial_index(self) -> torch.Tensor:
-        """Row number into `mask_rows` for each partial (task, chunk) pair; -1 elsewhere."""
-        index = torch.full(self.partial.shape, -1, dtype=torch.long, device=self.partial.device)
-        index[self.partial] = torch.arange(int(self.partial.sum()), device=self.partial.device)
-        return index
 
     def _pick(self, generator: torch.Generator | None) -> torch.Tensor | None:
         if self.subset is None or self.subset >= self.num_prev:

@@ -89,10 +89,7 @@ class ActorProxy:
         self.handle = handle
 
     def learn_task(self, t: int, progress: Progress | None = None) -> dict[str, float]:
-        stats = ray.get(self.handle.learn_task.remote(t))
-        if progress is not None:
-            progress(0)
-        return stats
+        return ray.get(self.handle.learn_task.remote(t))
 
     def evaluate(self, upto: int) -> dict[str, list[float]]:
         return ray.get(self.handle.evaluate.remote(upto))
@@ -107,12 +104,11 @@ class ActorProxy:
         return ray.get(self.handle.placement.remote())
 
 
-def spawn_subsystems(cfg: ExperimentConfig, placement: Placement, data_root: str | None = None,
-                     names: list[str] | None = None) -> dict[str, ActorProxy]:
+def spawn_subsystems(cfg: ExperimentConfig, placement: Placement, data_root: str | None = None) -> dict[str, ActorProxy]:
     """One actor per subsystem, in bundles 1..n of the current placement group (if any)."""
     group = ray.util.get_current_placement_group()
     proxies = {}
-    for index, name in enumerate(names or subsystem_names(cfg), start=1):
+    for index, name in enumerate(subsystem_names(cfg), start=1):
         options = placement.actor_options()
         if group is not None:
             options["scheduling_strategy"] = PlacementGroupSchedulingStrategy(

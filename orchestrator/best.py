@@ -39,7 +39,8 @@ def best_runs(tracking_uri: str, name: str, metric: str, top: int, mode: str | N
     order = "DESC" if (mode or default_mode(metric)) == "max" else "ASC"
     return client.search_runs(
         [experiment.experiment_id],
-        filter_string=f"tags.`{KIND}` = 'trial' and attributes.status = 'FINISHED'",
+        # runs without the metric would sort last yet still fill the table
+        filter_string=f"tags.`{KIND}` = 'trial' and attributes.status = 'FINISHED' and metrics.`{metric}` > -1e300",
         order_by=[f"metrics.{metric} {order}"],
         max_results=top,
     )

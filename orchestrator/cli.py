@@ -13,6 +13,8 @@ import os
 import sys
 from pathlib import Path
 
+import yaml
+
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 
@@ -97,23 +99,34 @@ def _add_sweep(sub) -> None:
     p.set_defaults(func=cmd_sweep)
 
 
+def _check_counts(args: argparse.Namespace) -> None:
+    """Counts and sizes that Ray or Tune would otherwise reject with a traceback (or ignore)."""
+    from hypercl_core.errors import UserError  # noqa: PLC0415
+
+    for flag in ("num_samples", "max_concurrent", "top", "seeds"):
+        value = getattr(args, flag, None)
+        if value is not None and value < 1:
+            raise UserError(f"--{flag.replace('_', '-')} must be at least 1, got {value}")
+    cpus = getattr(args, "cpus_per_subsystem", None)
+    if cpus is not None and cpus <= 0:
+        raise UserError(f"--cpus-per-subsystem must be positive, got {cpus}")
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     from hypercl_core.errors import UserError  # noqa: PLC0415
     from orchestrator import sweep  # noqa: PLC0415
+
+    _check_counts(args)
 
     if args.resume:
         folder = Path(args.resume)
         spec = sweep.SweepSpec.load(folder)
         if spec.kind != "sweep":
-            raise UserError(f"{folder} holds a {spec.kind}, not a sweep; resume it with `hypercl rerun --resume`")
+            raise UserError(f"{folder} holds a {spec.kind}, not a sweep; start it again with `hypercl rerun`")
         resume = True
     else:
         if not (args.space and args.preset):
             raise UserError("hypercl sweep needs --space and --preset (or --resume SWEEP_DIR)")
-        if args.num_samples < 1:
-            raise UserError(f"--num-samples must be at least 1, got {args.num_samples}")
-        if args.max_concurrent is not None and args.max_concurrent < 1:
-            raise UserError(f"--max-concurrent must be at least 1, got {args.max_concurrent}")
         spec = sweep.plan_sweep(args.space, args.preset, args.overrides, name=args.name,
                                 num_samples=args.num_samples, max_concurrent=args.max_concurrent,
                                 scheduler=args.scheduler, seed=args.seed, tracking_uri=args.tracking_uri or "",
@@ -125,18 +138,30 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             check_tracking_uri(spec.tracking_uri)
         folder = sweep.new_sweep_folder(Path(args.runs_dir), spec.name)
         resume = False
-    print(f"sweep folder: {folder}", file=sys.stderr)
-    sweep.start(spec, folder, args.address, resume=resume)
-    _print_best(spec.tracking_uri, spec.name, spec.metric, args.top)
-    print(f"\nresume if interrupted: hypercl sweep --resume {folder}")
-    _print_ui_hint(spec.tracking_uri)
+    print(f"sweep folder: {folder}  (resume if interrupted: hypercl sweep --resume {folder})", file=sys.stderr)
+    outcome = sweep.start(spec, folder, args.address, resume=resume)
+    if outcome.finished_trials:
+        _print_best(spec.tracking_uri, spec.name, spec.metric, args.top)
+        _print_ui_hint(spec.tracking_uri)
+    return _exit_status(outcome, f"hypercl sweep --resume {folder}", folder)
+
+
+def _exit_status(outcome, resume_command: str, folder: Path) -> int:
+    """0 when trials finished; 130 after Ctrl-C (resumable); 1 when every trial failed."""
+    if outcome.interrupted:
+        print(f"hypercl: interrupted; continue with: {resume_command}", file=sys.stderr)
+        return 130
+    if outcome.finished_trials == 0:
+        print(f"hypercl: error: no trial finished ({outcome.errors} failed); their errors are under "
+              f"{folder / 'tune'}", file=sys.stderr)
+        return 1
     return 0
 
 
 def _add_best(sub) -> None:
     p = sub.add_parser("best", help="rank a sweep's trials from MLflow and export the winner")
     p.add_argument("--name", help="sweep name (default: the newest sweep under --runs-dir)")
-    p.add_argument("--metric", default="final_acc")
+    p.add_argument("--metric", help="default: the sweep's objective (final_acc, or final_mse for regression)")
     p.add_argument("--mode", choices=["max", "min"], help="default: min for mse/forgetting, else max")
     p.add_argument("--top", type=int, default=5)
     p.add_argument("--export", metavar="YAML", help="write the best config here (for `hypercl rerun`)")
@@ -162,7 +187,11 @@ def cmd_best(args: argparse.Namespace) -> int:
     from hypercl_core.errors import UserError  # noqa: PLC0415
     from orchestrator.best import best_runs, export_config  # noqa: PLC0415
 
+    _check_counts(args)
     uri, name = _sweep_uri(args)
+    if args.metric is None:  # the sweep's own objective (final_mse for regression), else final_acc
+        spec_file = Path(args.runs_dir) / "sweeps" / name / "sweep.yaml"
+        args.metric = yaml.safe_load(spec_file.read_text())["metric"] if spec_file.is_file() else "final_acc"
     runs = best_runs(uri, name, args.metric, args.top, args.mode)
     if not runs:
         raise UserError(f"sweep {name!r} has no finished trial with metric {args.metric!r} yet")
@@ -206,6 +235,8 @@ def cmd_rerun(args: argparse.Namespace) -> int:
     from orchestrator import sweep  # noqa: PLC0415
     from orchestrator.tracking import check_tracking_uri  # noqa: PLC0415
 
+    _check_counts(args)
+
     spec = sweep.plan_rerun(args.config, args.seeds, name=args.name, max_concurrent=args.max_concurrent,
                             tracking_uri=args.tracking_uri or "", gpus_per_subsystem=args.gpus_per_subsystem,
                             cpus_per_subsystem=args.cpus_per_subsystem, data_root=args.data_root)
@@ -213,7 +244,9 @@ def cmd_rerun(args: argparse.Namespace) -> int:
         check_tracking_uri(spec.tracking_uri)
     folder = sweep.new_sweep_folder(Path(args.runs_dir), spec.name)
     print(f"rerun folder: {folder}", file=sys.stderr)
-    sweep.start(spec, folder, args.address)
+    outcome = sweep.start(spec, folder, args.address)
+    if outcome.interrupted or not outcome.finished_trials:
+        return _exit_status(outcome, f"hypercl rerun {args.config} --seeds {args.seeds}", folder)
     from orchestrator.best import best_runs  # noqa: PLC0415
 
     runs = best_runs(spec.tracking_uri, spec.name, spec.metric, len(spec.seeds), spec.mode)

@@ -19,9 +19,10 @@ from typing import Any
 import yaml
 
 from hypercl_core.config import ExperimentConfig, build_config, load_config
-from hypercl_core.data.mnist import resolve_data_root
+from hypercl_core.data.mnist import require_mnist, resolve_data_root
 from hypercl_core.errors import UserError
 from hypercl_core.methods import subsystem_names
+from orchestrator.actors import DEFAULT_SUBSYSTEM_CPUS
 from orchestrator.tracking import SweepTracker, check_tracking_uri, embedded_uri, log_metrics
 
 SPEC = "sweep.yaml"
@@ -47,7 +48,7 @@ class SweepSpec:
     preset: str | None = None
     tracking_uri: str = ""
     gpus_per_subsystem: int | None = None
-    cpus_per_subsystem: float = 0.75
+    cpus_per_subsystem: float = DEFAULT_SUBSYSTEM_CPUS
     data_root: str | None = None
     experiment_id: str | None = None
     parent_run_id: str | None = None
@@ -57,6 +58,10 @@ class SweepSpec:
     def config(self) -> ExperimentConfig:
         return build_config(self.base_config)
 
+    @property
+    def total_trials(self) -> int:
+        return self.num_samples if self.kind == "sweep" else len(self.seeds)
+
     def save(self, folder: Path) -> None:
         tmp = folder / (SPEC + ".tmp")
         tmp.write_text(yaml.safe_dump(asdict(self), sort_keys=False))
@@ -64,8 +69,8 @@ class SweepSpec:
 
     @classmethod
     def load(cls, folder: Path) -> "SweepSpec":
-        if not (folder / SPEC).is_file() or not (folder / TUNE_DIR).is_dir():
-            raise UserError(f"{folder} is not a sweep folder (no {SPEC} and {TUNE_DIR}/); pass the folder "
+        if not (folder / SPEC).is_file():
+            raise UserError(f"{folder} is not a sweep folder (no {SPEC}); pass the folder "
                             "that `hypercl sweep` printed")
         return cls(**yaml.safe_load((folder / SPEC).read_text()))
 
@@ -105,14 +110,15 @@ def plan_rerun(config_ref: str, seeds: int, **options: Any) -> SweepSpec:
                      seeds=list(range(seeds)), preset=config_ref, **options)
 
 
-def start(spec: SweepSpec, folder: Path, address: str | None, resume: bool = False):
-    """Run (or resume) the sweep to completion and return Tune's ResultGrid."""
-    import ray  # noqa: PLC0415
-
+def start(spec: SweepSpec, folder: Path, address: str | None, resume: bool = False) -> SweepOutcome:
+    """Run (or resume) the sweep until every trial ended or the user interrupted it."""
     spec.tracking_uri = spec.tracking_uri or embedded_uri(folder)
     check_tracking_uri(spec.tracking_uri)
-    if spec.data_root is None and address is None:
-        spec.data_root = str(resolve_data_root().resolve())
+    if address is None:
+        root = resolve_data_root(spec.data_root)
+        if spec.config.benchmark.name != "regression1d":
+            require_mnist(root)
+        spec.data_root = str(root.resolve())
     # An embedded store keeps artifacts in the sweep folder; a server stores them itself.
     embedded = spec.tracking_uri.startswith("sqlite:///")
     tracker = SweepTracker(spec.tracking_uri, spec.name, artifact_root=folder / "artifacts" if embedded else None)
@@ -125,23 +131,60 @@ def start(spec: SweepSpec, folder: Path, address: str | None, resume: bool = Fal
         tags={"hypercl.sweep": spec.name, "hypercl.space": str(spec.space_name), "hypercl.preset": str(spec.preset)},
     )
     spec.save(folder)
-    if address is None:
-        ray.init(include_dashboard=False, ignore_reinit_error=True, logging_level="WARNING")
-    else:
-        ray.init(address=address, ignore_reinit_error=True, logging_level="WARNING")
     try:
-        tuner = _tuner(spec, folder, resume)
-        results = tuner.fit()
-        if spec.kind == "sweep":
+        _connect_ray(address)
+        placement = _pin_placement(spec, local=address is None)
+        spec.save(folder)  # the placement is part of the sweep: a resume must ask for the same
+        from ray import tune  # noqa: PLC0415
+
+        can_restore = resume and tune.Tuner.can_restore(str((folder / TUNE_DIR).resolve()))
+        results = _tuner(spec, folder, placement, can_restore).fit()
+        ended = results.num_terminated + results.num_errors == len(results)
+        if ended and spec.kind == "sweep":
             _fail_orphaned_study_trials(spec, folder)
     finally:
         _close_parent(spec, tracker)
-    return results
+    finished = sum(r.info.status == "FINISHED" for r in tracker.trial_runs())
+    return SweepOutcome(interrupted=not ended, finished_trials=finished, errors=results.num_errors)
+
+
+@dataclass(frozen=True)
+class SweepOutcome:
+    interrupted: bool
+    finished_trials: int
+    errors: int
+
+
+def _connect_ray(address: str | None) -> None:
+    import ray  # noqa: PLC0415
+
+    try:
+        if address is None:
+            ray.init(include_dashboard=False, ignore_reinit_error=True, logging_level="WARNING")
+        else:
+            ray.init(address=address, ignore_reinit_error=True, logging_level="WARNING")
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"cannot connect to Ray at {address or 'a new local instance'} ({first}); "
+                        "check --address (auto, or ray://host:10001)") from None
+
+
+def _pin_placement(spec: SweepSpec, local: bool):
+    """Decide GPUs per subsystem once, when the sweep starts, and keep it in the spec."""
+    import ray  # noqa: PLC0415
+
+    from orchestrator.actors import auto_placement  # noqa: PLC0415
+
+    placement = auto_placement(spec.gpus_per_subsystem, spec.cpus_per_subsystem)
+    if local and placement.gpus_per_subsystem and ray.cluster_resources().get("GPU", 0) < 1:
+        raise UserError("--gpus-per-subsystem 1 but this machine has no GPU; drop the flag or use --address")
+    spec.gpus_per_subsystem = placement.gpus_per_subsystem
+    return placement
 
 
 def _fail_orphaned_study_trials(spec: SweepSpec, folder: Path) -> None:
     """A driver killed between asking Optuna and saving Tune's state leaves a study trial
-    no Tune trial owns; once the sweep is over nothing can still be running, so close those."""
+    no Tune trial owns; once every Tune trial has ended none can still be running, so close those."""
     import optuna  # noqa: PLC0415
 
     study = optuna.load_study(study_name=spec.name, storage=f"sqlite:///{(folder / 'optuna.db').resolve()}")
@@ -149,15 +192,13 @@ def _fail_orphaned_study_trials(spec: SweepSpec, folder: Path) -> None:
         study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
 
 
-def _tuner(spec: SweepSpec, folder: Path, resume: bool):
+def _tuner(spec: SweepSpec, folder: Path, placement, resume: bool):
     from ray import tune  # noqa: PLC0415
 
-    from orchestrator.actors import auto_placement  # noqa: PLC0415
     from orchestrator.progress import SweepProgress  # noqa: PLC0415
     from orchestrator.trial import TrialContext, run_trial  # noqa: PLC0415
 
     cfg = spec.config
-    placement = auto_placement(spec.gpus_per_subsystem, spec.cpus_per_subsystem)
     ctx = TrialContext(base=spec.base_config, tracking_uri=spec.tracking_uri, experiment_id=spec.experiment_id,
                        parent_run_id=spec.parent_run_id, metric=spec.metric, mode=spec.mode, placement=placement,
                        space=spec.space, data_root=spec.data_root)
@@ -167,13 +208,13 @@ def _tuner(spec: SweepSpec, folder: Path, resume: bool):
     )
     if resume:
         return tune.Tuner.restore(str(folder / TUNE_DIR), trainable, resume_unfinished=True, resume_errored=True)
-    total = spec.num_samples if spec.kind == "sweep" else len(spec.seeds)
     run_config = tune.RunConfig(
         name=TUNE_DIR,
         storage_path=str(folder.resolve()),
         failure_config=tune.FailureConfig(max_failures=2),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-        callbacks=[SweepProgress(spec.tracking_uri, spec.experiment_id, spec.metric, cfg.benchmark.num_tasks, total)],
+        callbacks=[SweepProgress(spec.tracking_uri, spec.experiment_id, spec.metric, cfg.benchmark.num_tasks,
+                                spec.total_trials)],
         verbose=0,
     )
     if spec.kind == "rerun":
@@ -216,8 +257,7 @@ def _close_parent(spec: SweepSpec, tracker: SweepTracker) -> None:
         summary.update({f"best_{spec.metric}": best, f"{spec.metric}_mean": sum(values) / len(values),
                         f"{spec.metric}_sem": sem(values)})
     log_metrics(tracker.client, spec.parent_run_id, summary, step=0)
-    total = spec.num_samples if spec.kind == "sweep" else len(spec.seeds)
-    done = len(tracker.trial_runs()) >= total and all(r.info.status != "RUNNING" for r in tracker.trial_runs())
+    done = len(tracker.trial_runs()) >= spec.total_trials and all(r.info.status != "RUNNING" for r in tracker.trial_runs())
     tracker.client.set_terminated(spec.parent_run_id, "FINISHED" if done else "KILLED")
 
 

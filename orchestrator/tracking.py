@@ -102,12 +102,6 @@ class SweepTracker:
             self.client.log_batch(run.info.run_id, params=encode_params(params))
         return run.info.run_id
 
-    def trial_run_id(self, trial_id: str) -> str | None:
-        runs = self.client.search_runs(
-            [self.experiment_id], filter_string=f"tags.`{TRIAL_ID}` = '{trial_id}'", max_results=2
-        )
-        return runs[0].info.run_id if runs else None
-
     def trial_runs(self) -> list:
         return self.client.search_runs([self.experiment_id], filter_string=f"tags.`{KIND}` = 'trial'",
                                        max_results=50_000)
@@ -130,7 +124,7 @@ class TrialTracker:
             self.run_id = self.client.create_run(experiment_id, run_name=trial_name, tags=tags).info.run_id
 
     def log_config(self, flat: dict[str, Any], extra_tags: dict[str, str] | None = None) -> None:
-        if not self.resumed:
+        if not self.resumed or not self.client.get_run(self.run_id).data.params:
             self.client.log_batch(self.run_id, params=encode_params(flat))
         if extra_tags:
             self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in extra_tags.items()])

@@ -121,7 +121,7 @@ def test_head_is_a_cpu_node_running_ray_then_mlflow(config):
     mlflow = cmds[mlflow_at]
     for part in (
         "--backend-store-uri sqlite:////home/ubuntu/hypercl-mlflow/mlflow.db",
-        "--default-artifact-root /home/ubuntu/hypercl-mlflow/artifacts",
+        "--artifacts-destination /home/ubuntu/hypercl-mlflow/artifacts",
         "--host 0.0.0.0",
         "--port 5000",
         "--workers 1",

@@ -61,14 +61,14 @@ def run_entry(name: str, out: Path, seed: int) -> list[dict]:
            "--set", f"seed={seed}"]
     for item in overrides:
         cmd += ["--set", item]
-    if (out / run_name / "checkpoint.pt").exists():
-        cmd = ["hypercl", "run", "--resume", str(out / run_name), "--no-progress"]
+    resumed = (out / run_name / "checkpoint.pt").exists()
+    run = ["hypercl", "run", "--resume", str(out / run_name), "--no-progress"] if resumed else cmd
     start = time.perf_counter()
-    exe = str(Path(sys.executable).parent / "hypercl")
-    subprocess.run([exe, *cmd[1:]], check=True)
-    wall = time.perf_counter() - start
+    subprocess.run([str(Path(sys.executable).parent / "hypercl"), *run[1:]], check=True)
     results = json.loads((out / run_name / "results.json").read_text())
     summary = results["summary"]
+    # A resumed run's process saw only part of the work: take the run's own train + eval time.
+    wall = summary["wall_s"] if resumed else time.perf_counter() - start
     command = shlex.join(cmd)
     records = [record(b, s, m, metric, summary[metric], [seed], wall, command) for b, s, m, metric in wanted]
     if name.startswith("regression"):

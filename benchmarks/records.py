@@ -8,6 +8,7 @@ date, so every figure in the docs can be traced to a run.
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import json
 import os
 import platform
@@ -32,10 +33,15 @@ def record(benchmark: str, scenario: str, method: str, metric: str, value: float
 
 
 def merge(new: list[dict], path: Path = RESULTS) -> list[dict]:
-    """Replace records with the same key, keep the rest, write back sorted."""
-    old = json.loads(path.read_text()) if path.is_file() else []
-    keys = {tuple(r[k] for k in KEY) for r in new}
-    merged = [r for r in old if tuple(r[k] for k in KEY) not in keys] + new
-    merged.sort(key=lambda r: tuple(str(r[k]) for k in KEY))
-    path.write_text(json.dumps(merged, indent=1) + "\n")
+    """Replace records with the same key, keep the rest, write back sorted.
+
+    Locked, so benchmark scripts running side by side do not lose each other's records.
+    """
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        old = json.loads(path.read_text()) if path.is_file() else []
+        keys = {tuple(r[k] for k in KEY) for r in new}
+        merged = [r for r in old if tuple(r[k] for k in KEY) not in keys] + new
+        merged.sort(key=lambda r: tuple(str(r[k]) for k in KEY))
+        path.write_text(json.dumps(merged, indent=1) + "\n")
     return merged

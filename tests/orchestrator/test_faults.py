@@ -17,7 +17,7 @@ from ray.cluster_utils import Cluster
 
 from orchestrator import sweep
 from orchestrator.cli import main
-from orchestrator.tracking import KIND
+from orchestrator.tracking import KIND, TRIAL_ID
 from tests.orchestrator.conftest import TINY_SWEEP
 
 pytestmark = pytest.mark.slow
@@ -52,7 +52,10 @@ def test_worker_node_removed_mid_trial_and_every_trial_completes(tmp_path, data_
                 continue
             for run in runs:
                 where = run.data.tags.get("placement.target_hnet", "")
-                if doomed.node_id in where and run.data.metrics.get("task", 0) >= 1 and run.info.status == "RUNNING":
+                trial_id = run.data.tags.get(TRIAL_ID)
+                # Tune's checkpoint of task 1, not the MLflow metric logged just before it, marks "task 1 done"
+                checkpointed = any((folder / "tune").glob(f"run_trial_{trial_id}_*/checkpoint_000000"))
+                if doomed.node_id in where and checkpointed and run.info.status == "RUNNING":
                     cluster.remove_node(doomed)
                     removed["run"] = run.info.run_id
 

@@ -26,15 +26,22 @@ REFERENCE = {
 
 def render(records: list[dict]) -> str:
     lines = ["# Benchmark results", "",
-             "Generated from `benchmarks/results.json` by `python benchmarks/report.py`. Every figure is one",
-             "measured run; `command` reproduces it. Paper figures: von Oswald et al. 2020 (METHODS.md).", ""]
+             "Generated from `benchmarks/results.json` by `python benchmarks/report.py`. Every figure is a measured",
+             "run (or the mean over the listed seeds); `command` reproduces it. Paper: von Oswald et al. 2020.", ""]
     for bench in sorted({r["benchmark"] for r in records}):
         lines += [f"## {bench}", "",
                   "| scenario | method | metric | value | paper | target | seeds | wall s | machine | date |",
                   "|---|---|---|---|---|---|---|---|---|---|"]
         for r in (r for r in records if r["benchmark"] == bench):
             paper, target = REFERENCE.get((r["benchmark"], r["scenario"], r["method"], r["metric"]), ("", ""))
-            value = r["value"] if "per_task" not in r else f"{r['value']} (by task: {r['per_task']})"
+            value = r["value"]
+            for key in ("per_task", "per_seed"):
+                if key in r:
+                    value = f"{value} ({key.replace('_', ' ')}: {r[key]})"
+            if "best_config" in r:
+                value = f"{value} ({r['best_config']})"
+            if "note" in r:
+                value = f"{value} [{r['note']}]"
             lines.append(f"| {r['scenario']} | {r['method']} | {r['metric']} | {value} | {paper} | {target} | "
                          f"{r['seeds']} | {r['wall_s']} | {r['machine']} | {r['date']} |")
         commands = sorted({r["command"] for r in records if r["benchmark"] == bench})

@@ -39,6 +39,11 @@ def primary_metric(cfg: ExperimentConfig) -> str:
     return "acc_task_given" if cfg.benchmark.scenario == "cl1" else "acc_task_inferred"
 
 
+def score_name(cfg: ExperimentConfig) -> str:
+    """Suffix of the summary keys: during_acc / final_acc, or during_mse / final_mse."""
+    return "mse" if primary_metric(cfg) == "mse" else "acc"
+
+
 class Experiment:
     def __init__(self, cfg: ExperimentConfig, run_dir: str | os.PathLike, learner: Subsystem | None = None,
                  data_root: str | None = None):
@@ -51,6 +56,7 @@ class Experiment:
         self.matrices = {n: ScoreMatrix(cfg.benchmark.num_tasks, higher_is_better=not regression) for n in names}
         self.task_stats: list[dict[str, float]] = []
         self.tasks_done = 0
+        self._results: dict | None = None  # written for `tasks_done` tasks; rewritten only when it grows
 
     @property
     def learner(self) -> Subsystem:
@@ -101,7 +107,8 @@ class Experiment:
                 self.save_checkpoint()
                 metrics = self.metrics(t)
                 if bar is not None:
-                    bar.set_postfix_str(_postfix(metrics, primary_metric(cfg)))
+                    key = score_name(cfg)
+                    bar.set_postfix_str(f"during {metrics[f'during_{key}']:.4g} final {metrics[f'final_{key}']:.4g}")
                 if on_task_end is not None:
                     on_task_end(t, metrics)
         finally:
@@ -112,7 +119,7 @@ class Experiment:
     def metrics(self, t: int) -> dict[str, float]:
         """Flat per-task metrics: what trackers log and schedulers compare."""
         main = primary_metric(self.cfg)
-        key = "mse" if main == "mse" else "acc"
+        key = score_name(self.cfg)
         m = self.matrices[main]
         out = {
             "task": t + 1,
@@ -130,6 +137,9 @@ class Experiment:
         return out
 
     def write_results(self) -> dict:
+        """Results files for the tasks done so far (idempotent: a trial writes them before its last report)."""
+        if self._results is not None and self._results["summary"].get("task") == self.tasks_done:
+            return self._results
         main = primary_metric(self.cfg)
         counts = count_params(self.cfg)
         summary = self.metrics(self.tasks_done - 1) if self.tasks_done else {}
@@ -154,6 +164,7 @@ class Experiment:
         (self.run_dir / "matrix.csv").write_text(self.matrices[main].to_csv())
         title = f"{self.cfg.benchmark.name} {self.cfg.benchmark.scenario} {main}"
         plot_matrix(self.matrices[main], title, self.run_dir / "matrix.png")
+        self._results = results
         return results
 
 
@@ -184,8 +195,3 @@ def _progress_bar(tasks: int, iters: int, done: int, enabled: bool):
     from tqdm import tqdm  # noqa: PLC0415
 
     return tqdm(total=tasks * iters, initial=done * iters, unit="step", dynamic_ncols=True, mininterval=1.0)
-
-
-def _postfix(metrics: dict[str, float], main: str) -> str:
-    key = "mse" if main == "mse" else "acc"
-    return f"during {metrics[f'during_{key}']:.4g} final {metrics[f'final_{key}']:.4g}"

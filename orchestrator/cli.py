@@ -35,7 +35,7 @@ def _add_run(sub) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from hypercl_core.config import load_config  # noqa: PLC0415
     from hypercl_core.errors import UserError  # noqa: PLC0415
-    from hypercl_core.experiment import primary_metric, resume_run, start_run  # noqa: PLC0415
+    from hypercl_core.experiment import resume_run, score_name, start_run  # noqa: PLC0415
 
     if args.resume:
         if args.overrides:
@@ -48,7 +48,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         exp = start_run(cfg, Path(args.runs_dir) / name, data_root=args.data_root)
         print(f"run folder: {exp.run_dir}", file=sys.stderr)
     results = exp.run(show_progress=not args.no_progress)
-    key = "mse" if primary_metric(exp.cfg) == "mse" else "acc"
+    key = score_name(exp.cfg)
     s = results["summary"]
     print(
         f"{exp.cfg.benchmark.name} {exp.cfg.benchmark.scenario}: during_{key} {s[f'during_{key}']:.4f}  "

@@ -1,0 +1,1 @@
+"""Datasets as tensors on the training device, organised as task sequences."""

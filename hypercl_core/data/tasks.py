@@ -1,0 +1,123 @@
+"""Benchmarks as sequences of tasks whose tensors live on the training device.
+
+Tasks that share inputs (PermutedMNIST) share one tensor and apply their
+permutation per batch, so ten tasks cost one copy of the images.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, Optional
+
+import numpy as np
+import torch
+
+from hypercl_core.config import BenchmarkConfig
+from hypercl_core.data.mnist import load_mnist, pad_to_32, resolve_data_root, to_unit_float
+
+
+@dataclass
+class Task:
+    """One task's data. Labels are local to the task's head (0..k-1)."""
+
+    task_id: int
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    class_offset: int = 0  # global label = class_offset + local label (CL3)
+    perm: Optional[torch.Tensor] = None  # input permutation, applied lazily
+
+    def inputs(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.perm is None else x[:, self.perm]
+
+    def train_batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.inputs(self.x_train[idx]), self.y_train[idx]
+
+    def test_batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for start in range(0, len(self.x_test), batch_size):
+            stop = start + batch_size
+            yield self.inputs(self.x_test[start:stop]), self.y_test[start:stop]
+
+    @property
+    def num_train(self) -> int:
+        return len(self.x_train)
+
+
+@dataclass
+class Benchmark:
+    name: str
+    tasks: list[Task]
+    input_dim: int
+    outputs_per_task: int  # classes per task (1 for regression)
+    regression: bool = False
+
+    @property
+    def num_tasks(self) -> int:
+        return len(self.tasks)
+
+
+def build_benchmark(cfg: BenchmarkConfig, seed: int, device: torch.device, data_root: str | None = None) -> Benchmark:
+    if cfg.name == "regression1d":
+        return regression1d(cfg, seed, device)
+    mnist = load_mnist(resolve_data_root(data_root))
+    if cfg.name == "split_mnist":
+        return split_mnist(mnist, cfg.num_tasks, device)
+    return permuted_mnist(mnist, cfg.num_tasks, seed, device)
+
+
+def _tensor(array: np.ndarray, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    return torch.from_numpy(np.array(array, copy=True)).to(device=device, dtype=dtype)
+
+
+def split_mnist(mnist, num_tasks: int, device: torch.device) -> Benchmark:
+    """Task t holds digits 2t and 2t+1; labels 0/1 within the task."""
+    x_train = _tensor(to_unit_float(mnist.train_x), device, torch.float32)
+    x_test = _tensor(to_unit_float(mnist.test_x), device, torch.float32)
+    y_train = _tensor(mnist.train_y, device, torch.long)
+    y_test = _tensor(mnist.test_y, device, torch.long)
+    tasks = []
+    for t in range(num_tasks):
+        tr = (y_train == 2 * t) | (y_train == 2 * t + 1)
+        te = (y_test == 2 * t) | (y_test == 2 * t + 1)
+        tasks.append(Task(t, x_train[tr], y_train[tr] - 2 * t, x_test[te], y_test[te] - 2 * t, class_offset=2 * t))
+    return Benchmark("split_mnist", tasks, input_dim=784, outputs_per_task=2)
+
+
+def permuted_mnist(mnist, num_tasks: int, seed: int, device: torch.device) -> Benchmark:
+    """32x32 zero-padded digits; task 0 unpermuted, the rest fixed by the seed."""
+    x_train = _tensor(to_unit_float(pad_to_32(mnist.train_x)), device, torch.float32)
+    x_test = _tensor(to_unit_float(pad_to_32(mnist.test_x)), device, torch.float32)
+    y_train = _tensor(mnist.train_y, device, torch.long)
+    y_test = _tensor(mnist.test_y, device, torch.long)
+    perms = permutations(num_tasks, 1024, seed)
+    tasks = [
+        Task(t, x_train, y_train, x_test, y_test, class_offset=10 * t, perm=None if t == 0 else perms[t].to(device))
+        for t in range(num_tasks)
+    ]
+    return Benchmark("permuted_mnist", tasks, input_dim=1024, outputs_per_task=10)
+
+
+def permutations(num_tasks: int, dim: int, seed: int) -> list[torch.Tensor]:
+    gen = torch.Generator().manual_seed(10_007 * seed + 17)
+    return [torch.arange(dim)] + [torch.randperm(dim, generator=gen) for _ in range(num_tasks - 1)]
+
+
+POLYNOMIALS = (
+    (lambda x: x + 3.0, (-4.0, -2.0)),
+    (lambda x: 2.0 * x**2 - 1.0, (-1.0, 1.0)),
+    (lambda x: (x - 3.0) ** 3, (2.0, 4.0)),
+)
+
+
+def regression1d(cfg: BenchmarkConfig, seed: int, device: torch.device) -> Benchmark:
+    """The paper's three polynomials (Fig. 2): noisy training points, clean test curve."""
+    gen = torch.Generator().manual_seed(seed)
+    tasks = []
+    for t in range(cfg.num_tasks):
+        fn, (lo, hi) = POLYNOMIALS[t]
+        x_tr = torch.rand(cfg.train_points, 1, generator=gen) * (hi - lo) + lo
+        y_tr = fn(x_tr) + cfg.noise_std * torch.randn(x_tr.shape, generator=gen)
+        x_te = torch.linspace(lo, hi, 1000).unsqueeze(1)
+        tasks.append(Task(t, x_tr.to(device), y_tr.to(device), x_te.to(device), fn(x_te).to(device)))
+    return Benchmark("regression1d", tasks, input_dim=1, outputs_per_task=1, regression=True)

@@ -150,6 +150,8 @@ class Experiment:
             wall_s=train_s + sum(s["eval_s"] for s in self.task_stats),
             compression_ratio=counts.compression_ratio,
         )
+        if self.task_stats and "trained_compression_ratio" in self.task_stats[-1]:
+            summary["trained_compression_ratio"] = self.task_stats[-1]["trained_compression_ratio"]
         results = {
             "hypercl_version": __version__,
             "finished": self.tasks_done == self.cfg.benchmark.num_tasks,

@@ -103,7 +103,7 @@ def _check_counts(args: argparse.Namespace) -> None:
     """Counts and sizes that Ray or Tune would otherwise reject with a traceback (or ignore)."""
     from hypercl_core.errors import UserError  # noqa: PLC0415
 
-    for flag in ("num_samples", "max_concurrent", "top", "seeds"):
+    for flag in ("num_samples", "max_concurrent", "top", "seeds", "n_archs", "bins"):
         value = getattr(args, flag, None)
         if value is not None and value < 1:
             raise UserError(f"--{flag.replace('_', '-')} must be at least 1, got {value}")
@@ -249,13 +249,93 @@ def cmd_rerun(args: argparse.Namespace) -> int:
         return _exit_status(outcome, f"hypercl rerun {args.config} --seeds {args.seeds}", folder)
     from orchestrator.best import best_runs  # noqa: PLC0415
 
-    runs = best_runs(spec.tracking_uri, spec.name, spec.metric, len(spec.seeds), spec.mode)
+    runs = best_runs(spec.tracking_uri, spec.name, spec.metric, spec.total_trials, spec.mode)
     values = [r.data.metrics[spec.metric] for r in runs]
     if values:
         mean = sum(values) / len(values)
         print(f"{spec.metric}: {mean:.4f} ± {sweep.sem(values):.4f} (SEM over {len(values)} of "
-              f"{len(spec.seeds)} seeds)")
+              f"{spec.total_trials} seeds)")
     _print_ui_hint(spec.tracking_uri)
+    return 0
+
+
+def _add_robustness(sub) -> None:
+    p = sub.add_parser("robustness", help="accuracy vs compression ratio over random hnet architectures (Fig. A7)")
+    p.add_argument("--preset", help="benchmark preset or config YAML (its hnet must be chunked)")
+    p.add_argument("--n-archs", type=int, default=100, help="architectures to train (default 100)")
+    p.add_argument("--ratio-range", type=float, nargs=2, default=(0.01, 2.0), metavar=("LO", "HI"),
+                   help="compression ratios to keep (default 0.01 2.0)")
+    p.add_argument("--bins", type=int, default=10, help="ratio bins filled evenly (default 10)")
+    p.add_argument("--bin-scale", choices=["log", "linear"], default="log",
+                   help="bin spacing over the ratio range (default log: the range spans two decades)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the architecture draw")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a preset key for every architecture, e.g. train.iters_per_task=500")
+    p.add_argument("--name", help="study name (default: robustness-<preset>-<timestamp>)")
+    p.add_argument("--resume", metavar="SWEEP_DIR", help="finish an interrupted study")
+    p.add_argument("--plot-only", action="store_true", help="redraw the CSV and plot of --name from MLflow alone")
+    p.add_argument("--max-concurrent", type=int, default=None)
+    p.add_argument("--address", help="Ray cluster: auto or ray://host:10001 (default: local Ray)")
+    p.add_argument("--gpus-per-subsystem", type=int, choices=[0, 1], default=None)
+    p.add_argument("--cpus-per-subsystem", type=float, default=0.75)
+    p.add_argument("--data-root")
+    _add_tracking(p)
+    p.set_defaults(func=cmd_robustness)
+
+
+def cmd_robustness(args: argparse.Namespace) -> int:
+    from hypercl_core.errors import UserError  # noqa: PLC0415
+    from orchestrator import robustness, sweep  # noqa: PLC0415
+
+    _check_counts(args)
+    if args.plot_only:
+        if not args.name:
+            raise UserError("--plot-only needs --name (the study to redraw)")
+        uri, name = _sweep_uri(args)
+        return _report_study(uri, name, Path(args.runs_dir) / "sweeps" / name)
+    if args.resume:
+        folder = Path(args.resume)
+        spec = sweep.SweepSpec.load(folder)
+        if spec.kind != "robustness":
+            raise UserError(f"{folder} holds a {spec.kind}, not a robustness study; resume it with `hypercl {spec.kind}`")
+    else:
+        if not args.preset:
+            raise UserError("hypercl robustness needs --preset (or --resume SWEEP_DIR, or --plot-only --name NAME)")
+        spec = robustness.plan_robustness(
+            args.preset, args.overrides, args.n_archs, tuple(args.ratio_range), args.bins, args.bin_scale, args.seed,
+            name=args.name, max_concurrent=args.max_concurrent, tracking_uri=args.tracking_uri or "",
+            gpus_per_subsystem=args.gpus_per_subsystem, cpus_per_subsystem=args.cpus_per_subsystem,
+            data_root=args.data_root)
+        if spec.tracking_uri:
+            from orchestrator.tracking import check_tracking_uri  # noqa: PLC0415
+
+            check_tracking_uri(spec.tracking_uri)
+        folder = sweep.new_sweep_folder(Path(args.runs_dir), spec.name)
+    ratios = [_ratio_of(spec, v) for v in spec.variants]
+    print(f"study folder: {folder}  ({len(spec.variants)} architectures, ratios {min(ratios):.4g}-{max(ratios):.4g}; "
+          f"resume if interrupted: hypercl robustness --resume {folder})", file=sys.stderr)
+    outcome = sweep.start(spec, folder, args.address, resume=bool(args.resume))
+    status = _report_study(spec.tracking_uri, spec.name, folder, parent_run_id=spec.parent_run_id)
+    return _exit_status(outcome, f"hypercl robustness --resume {folder}", folder) or status
+
+
+def _ratio_of(spec, variant: dict) -> float:
+    from hypercl_core.accounting import count_params  # noqa: PLC0415
+    from hypercl_core.config import config_from_flat  # noqa: PLC0415
+
+    return count_params(config_from_flat(variant, spec.config)).compression_ratio
+
+
+def _report_study(uri: str, name: str, folder: Path, parent_run_id: str | None = None) -> int:
+    """Write (and with a parent run id, log) the study's CSV and plot; print the per-bin table."""
+    from orchestrator import robustness  # noqa: PLC0415
+
+    study = robustness.read_study(uri, name)
+    files = robustness.write_study(study, folder)
+    if parent_run_id is not None:
+        robustness.log_study(uri, parent_run_id, files)
+    print("\n".join(robustness.summary_lines(study)))
+    print(f"wrote {', '.join(str(f) for f in files)}")
     return 0
 
 
@@ -267,6 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sweep(sub)
     _add_best(sub)
     _add_rerun(sub)
+    _add_robustness(sub)
     return parser
 
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 
 from ray import tune
 
-from orchestrator.tracking import TRIAL_ID
+from orchestrator.tracking import ERROR_TAG, TRIAL_ID
 
 
 class SweepProgress(tune.Callback):
@@ -49,10 +50,11 @@ class SweepProgress(tune.Callback):
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self.done += 1
-        self._mark(trial.trial_id, "FAILED", f"error: {trial.error_file or 'see Tune logs'}")
-        self._print(f"{trial.trial_id} FAILED ({self.done}/{self.total}); see {trial.error_file}")
+        error = _error_line(trial)
+        self._mark(trial.trial_id, "FAILED", f"error: {trial.error_file or 'see Tune logs'}", {ERROR_TAG: error})
+        self._print(f"{trial.trial_id} FAILED ({self.done}/{self.total}): {error}; see {trial.error_file}")
 
-    def _mark(self, trial_id: str, status: str, reason: str) -> None:
+    def _mark(self, trial_id: str, status: str, reason: str, tags: dict[str, str] | None = None) -> None:
         """Only runs still RUNNING need a verdict; a trial that finished set its own."""
         from mlflow.tracking import MlflowClient  # noqa: PLC0415
 
@@ -61,4 +63,19 @@ class SweepProgress(tune.Callback):
                                   max_results=1)
         if runs and runs[0].info.status == "RUNNING":
             client.set_tag(runs[0].info.run_id, "hypercl.end_reason", reason)
+            for key, value in (tags or {}).items():
+                client.set_tag(runs[0].info.run_id, key, value)
             client.set_terminated(runs[0].info.run_id, status)
+
+
+def _error_line(trial) -> str:
+    """The exception's own last line (e.g. `RuntimeError: CUDA out of memory`), not Ray's wrapper."""
+    try:
+        error = trial.get_pickled_error()
+    except Exception:  # an unpicklable error still has its text file
+        error = None
+    text = str(error) if error is not None else ""
+    if not text and trial.error_file:
+        text = Path(trial.error_file).read_text(errors="replace") if Path(trial.error_file).is_file() else ""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1][:500] if lines else "unknown error"

@@ -1,5 +1,9 @@
 """Sweeps and seed reruns: Ray Tune + Optuna, tracked in MLflow, resumable.
 
+Three kinds share one machinery: a `sweep` lets Optuna sample a search
+space; a `rerun` (seeds) and a `robustness` study (architectures) run a
+fixed list of variants, each a set of config overrides on the base config.
+
 A sweep folder holds everything needed to resume after the driver dies:
 `sweep.yaml` (the request, the resolved space and base config, the MLflow
 ids), the Optuna study (`optuna.db`), Tune's experiment state and trial
@@ -27,13 +31,14 @@ from orchestrator.tracking import SweepTracker, check_tracking_uri, embedded_uri
 
 SPEC = "sweep.yaml"
 TUNE_DIR = "tune"
+VARIANT = "variant"  # the one sampled key of a fixed-list run: an index into SweepSpec.variants
 
 
 @dataclass
 class SweepSpec:
     """The request as given plus what was resolved from it; saved as sweep.yaml."""
 
-    kind: str  # sweep | rerun
+    kind: str  # sweep | rerun | robustness
     name: str
     base_config: dict[str, Any]
     metric: str
@@ -42,7 +47,8 @@ class SweepSpec:
     max_concurrent: int | None = None
     scheduler: str = "fifo"
     seed: int = 0
-    seeds: list[int] = field(default_factory=list)
+    variants: list[dict[str, Any]] = field(default_factory=list)  # flat overrides, one trial each
+    study: dict[str, Any] | None = None  # a robustness study's request (ratio range, bins, ...)
     space_name: str | None = None
     space: dict[str, Any] | None = None
     preset: str | None = None
@@ -60,7 +66,7 @@ class SweepSpec:
 
     @property
     def total_trials(self) -> int:
-        return self.num_samples if self.kind == "sweep" else len(self.seeds)
+        return self.num_samples if self.kind == "sweep" else len(self.variants)
 
     def save(self, folder: Path) -> None:
         tmp = folder / (SPEC + ".tmp")
@@ -107,7 +113,7 @@ def plan_rerun(config_ref: str, seeds: int, **options: Any) -> SweepSpec:
     metric, mode = metric_for(base)
     name = options.pop("name", None) or f"rerun-{Path(config_ref).stem}-{dt.datetime.now():%Y%m%d-%H%M%S}"
     return SweepSpec(kind="rerun", name=name, base_config=base.model_dump(), metric=metric, mode=mode,
-                     seeds=list(range(seeds)), preset=config_ref, **options)
+                     variants=[{"seed": seed} for seed in range(seeds)], preset=config_ref, **options)
 
 
 def start(spec: SweepSpec, folder: Path, address: str | None, resume: bool = False) -> SweepOutcome:
@@ -127,7 +133,7 @@ def start(spec: SweepSpec, folder: Path, address: str | None, resume: bool = Fal
                         "pass the tracking URI the sweep was started with")
     spec.experiment_id = tracker.experiment_id
     spec.parent_run_id = tracker.parent_run(
-        spec.kind, spec.parent_run_id, params=spec.config.flat() if spec.kind == "rerun" else None,
+        spec.kind, spec.parent_run_id, params=_parent_params(spec),
         tags={"hypercl.sweep": spec.name, "hypercl.space": str(spec.space_name), "hypercl.preset": str(spec.preset)},
     )
     spec.save(folder)
@@ -148,6 +154,14 @@ def start(spec: SweepSpec, folder: Path, address: str | None, resume: bool = Fal
     return SweepOutcome(interrupted=not ended, finished_trials=finished, errors=results.num_errors)
 
 
+def _parent_params(spec: SweepSpec) -> dict[str, Any] | None:
+    """What the parent run records: the fixed config of a rerun or study (a sweep's varies)."""
+    if spec.kind == "sweep":
+        return None
+    study = {f"study.{key}": value for key, value in (spec.study or {}).items()}
+    return {**spec.config.flat(), **study}
+
+
 @dataclass(frozen=True)
 class SweepOutcome:
     interrupted: bool
@@ -156,6 +170,12 @@ class SweepOutcome:
 
 
 def _connect_ray(address: str | None) -> None:
+    # A checkpoint per task of short trials trips Tune's snapshot-frequency warning, which
+    # advises fewer checkpoints; the per-task checkpoint is what resume relies on.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # Save Tune's experiment state every controller step (not every >= 10 s): a trial must be
+    # in the saved state before it opens its MLflow run, or a killed driver leaves that run orphaned.
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")
     import ray  # noqa: PLC0415
 
     try:
@@ -201,7 +221,8 @@ def _tuner(spec: SweepSpec, folder: Path, placement, resume: bool):
     cfg = spec.config
     ctx = TrialContext(base=spec.base_config, tracking_uri=spec.tracking_uri, experiment_id=spec.experiment_id,
                        parent_run_id=spec.parent_run_id, metric=spec.metric, mode=spec.mode, placement=placement,
-                       space=spec.space, data_root=spec.data_root)
+                       space=spec.space if spec.kind == "sweep" else None, variants=spec.variants,
+                       data_root=spec.data_root)
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, ctx=ctx),
         tune.PlacementGroupFactory(placement.bundles(len(subsystem_names(cfg)))),
@@ -217,13 +238,14 @@ def _tuner(spec: SweepSpec, folder: Path, placement, resume: bool):
                                 spec.total_trials)],
         verbose=0,
     )
-    if spec.kind == "rerun":
-        tune_config = tune.TuneConfig(max_concurrent_trials=spec.max_concurrent)
-        return tune.Tuner(trainable, param_space={"seed": tune.grid_search(spec.seeds)}, tune_config=tune_config,
-                          run_config=run_config)
+    if spec.kind != "sweep":
+        tune_config = tune.TuneConfig(max_concurrent_trials=spec.max_concurrent, reuse_actors=True)
+        param_space = {VARIANT: tune.grid_search(list(range(len(spec.variants))))}
+        return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config)
     tune_config = tune.TuneConfig(
         metric=spec.metric, mode=spec.mode, search_alg=_searcher(spec, folder), scheduler=_scheduler(spec, cfg),
         num_samples=spec.num_samples, max_concurrent_trials=spec.max_concurrent,
+        reuse_actors=True,  # a trial's worker and its subsystem actors carry over to the next trial
     )
     from search_spaces.space import SearchSpace  # noqa: PLC0415
 

@@ -26,6 +26,7 @@ from hypercl_core.errors import UserError  # noqa: E402
 KIND = "hypercl.kind"  # sweep | rerun | trial
 TRIAL_ID = "hypercl.trial_id"
 PARENT = "mlflow.parentRunId"
+ERROR_TAG = "hypercl.error"  # a failed trial's exception, one line
 MAX_BATCH = 900  # MLflow allows 1000 metrics per log_batch call
 
 

@@ -9,6 +9,7 @@ next task), and records everything in its MLflow run.
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from hypercl_core.accounting import count_params
 from hypercl_core.config import ExperimentConfig, build_config, config_from_flat
 from hypercl_core.experiment import CHECKPOINT, CONFIG, Experiment, primary_metric
 from orchestrator.actors import Placement, spawn_subsystems
+from orchestrator.sweep import VARIANT
 from orchestrator.tracking import TrialTracker
 
 
@@ -36,6 +38,7 @@ class TrialContext:
     mode: str
     placement: Placement = field(default_factory=Placement)
     space: dict[str, Any] | None = None
+    variants: list[dict[str, Any]] = field(default_factory=list)
     data_root: str | None = None
 
     @property
@@ -45,8 +48,8 @@ class TrialContext:
     def resolve(self, sample: dict[str, Any]) -> ExperimentConfig | None:
         """The trial's config, or None when no chunk size meets the space's compression bound."""
         base = build_config(self.base)
-        if self.space is None:
-            return config_from_flat(sample, base)
+        if VARIANT in sample:
+            return config_from_flat(self.variants[sample[VARIANT]], base)
         from search_spaces.space import SearchSpace  # noqa: PLC0415
 
         space = SearchSpace.model_validate(self.space)
@@ -54,20 +57,26 @@ class TrialContext:
 
 
 def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
+    # Ray Train announces every checkpoint at INFO; with a report per task that drowns the progress lines.
+    logging.getLogger("ray.train").setLevel(logging.WARNING)
     trial = tune.get_context()
-    tracker = TrialTracker(ctx.tracking_uri, ctx.experiment_id, ctx.parent_run_id, trial.get_trial_id(),
-                           trial.get_trial_name())
     cfg = ctx.resolve(config)
     if cfg is None:
-        _reject(tracker, config, ctx)
+        _reject(_tracker(ctx), config, ctx)
         return
     counts = count_params(cfg)
-    tracker.log_config(cfg.flat(), {"compression_ratio": f"{counts.compression_ratio:.6f}"})
+    # The subsystems are built before the MLflow run is opened: Tune saves its experiment
+    # state at the end of the step that started this trial, and a driver killed before that
+    # save forgets the trial; opening the run later keeps such a trial from leaving a run behind.
+    try:
+        proxies = spawn_subsystems(cfg, ctx.placement, ctx.data_root)
+    finally:
+        tracker = _tracker(ctx)
+        tracker.log_config(cfg.flat(), {"compression_ratio": f"{counts.compression_ratio:.6f}"})
+    tracker.set_tags({f"placement.{name}": json.dumps(p.placement()) for name, p in proxies.items()})
     run_dir = Path(trial.get_trial_dir()) / "run"
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / CONFIG).write_text(cfg.to_yaml())
-    proxies = spawn_subsystems(cfg, ctx.placement, ctx.data_root)
-    tracker.set_tags({f"placement.{name}": json.dumps(p.placement()) for name, p in proxies.items()})
     exp = Experiment(cfg, run_dir, learner=next(iter(proxies.values())))
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
@@ -90,6 +99,12 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
         tracker.finish(exp.write_results()["summary"], run_dir, step=exp.tasks_done)
         return
     exp.run(on_task_end=on_task_end, show_progress=False)
+
+
+def _tracker(ctx: TrialContext) -> TrialTracker:
+    trial = tune.get_context()
+    return TrialTracker(ctx.tracking_uri, ctx.experiment_id, ctx.parent_run_id, trial.get_trial_id(),
+                        trial.get_trial_name())
 
 
 def _reject(tracker: TrialTracker, sample: dict[str, Any], ctx: TrialContext) -> None:

@@ -8,6 +8,7 @@ downloaded; otherwise a one-line error says where the files go.
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,8 +63,16 @@ def require_mnist(root: Path) -> Path:
 
 
 def load_mnist(root: Path) -> MnistArrays:
-    raw = require_mnist(root)
+    return _load_raw(require_mnist(root).resolve())
+
+
+@functools.lru_cache(maxsize=2)
+def _load_raw(raw: Path) -> MnistArrays:
+    """Read once per process: a worker that runs many trials reads the files once.
+    The arrays are read-only because every caller shares them."""
     arrays = {key: read_idx(raw / name) for key, name in FILES.items()}
+    for array in arrays.values():
+        array.setflags(write=False)
     for split in ("train", "test"):
         if len(arrays[f"{split}_x"]) != len(arrays[f"{split}_y"]):
             raise DataError(f"MNIST {split} images and labels differ in count under {raw}; re-copy the files")

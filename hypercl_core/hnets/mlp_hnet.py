@@ -102,4 +102,4 @@ class TaskEmbeddings(nn.Module):
         return out.detach() if detach else out
 
     def num_params(self) -> int:
-        return len(self.embs) * self.dim
+        return sum(emb.numel() for emb in self.embs)

@@ -76,7 +76,13 @@ class HnetLearner:
             progress(cfg.train.iters_per_task % PROGRESS_EVERY)
         emb.requires_grad_(False)
         seconds = time.perf_counter() - start
-        return {"train_s": seconds, "steps_per_s": cfg.train.iters_per_task / max(seconds, 1e-9)}
+        return {"train_s": seconds, "steps_per_s": cfg.train.iters_per_task / max(seconds, 1e-9),
+                "trained_compression_ratio": self.trained_compression_ratio()}
+
+    def trained_compression_ratio(self) -> float:
+        """Counted on the built modules, as a check on the ratio `count_params` predicted
+        before training; after the last task every task embedding is included."""
+        return (self.hnet.num_params() + self.embeddings.num_params()) / self.target.num_weights
 
     def _regularizer(self, t: int) -> OutputRegularizer | None:
         if t == 0 or self.cfg.method.beta == 0:

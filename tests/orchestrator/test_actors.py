@@ -28,7 +28,8 @@ def test_each_subsystem_gets_its_own_logical_gpu(data_root):
                 strategy = PlacementGroupSchedulingStrategy(placement_group=group_now,
                                                             placement_group_bundle_index=index)
                 handle = SubsystemActor.options(scheduling_strategy=strategy, **placement.actor_options()).remote(
-                    "target_hnet", cfg.model_dump(), str(data_root))
+                    "target_hnet")
+                ray.get(handle.build.remote(cfg.model_dump(), str(data_root)))
                 out.append(ActorProxy(handle).placement())
             return out
 
@@ -56,3 +57,27 @@ def test_actor_learns_exactly_what_the_local_object_learns(local_ray, data_root)
     fresh = build_learner(cfg, str(data_root))
     fresh.load_state_dict(state)
     assert fresh.evaluate(1) == local.evaluate(1)
+
+
+def test_next_trial_on_the_same_worker_reuses_the_actor_with_a_fresh_subsystem(local_ray, data_root):
+    first = tiny(**{"benchmark.num_tasks": 2, "train.iters_per_task": 15})
+    second = tiny(**{"benchmark.num_tasks": 2, "train.iters_per_task": 15, "seed": 7})
+    proxy = spawn_subsystems(first, Placement(), str(data_root))["target_hnet"]
+    proxy.learn_task(0)
+    reused = spawn_subsystems(second, Placement(), str(data_root))["target_hnet"]
+    assert reused.placement()["pid"] == proxy.placement()["pid"]
+    local = build_learner(second, str(data_root))
+    for t in range(2):
+        local.learn_task(t)
+        reused.learn_task(t)
+    assert reused.evaluate(1) == local.evaluate(1)
+
+
+def test_a_dead_kept_actor_is_replaced(local_ray, data_root):
+    cfg = tiny(**{"benchmark.num_tasks": 1, "train.iters_per_task": 5})
+    proxy = spawn_subsystems(cfg, Placement(), str(data_root))["target_hnet"]
+    pid = proxy.placement()["pid"]
+    ray.kill(proxy.handle)
+    replaced = spawn_subsystems(cfg, Placement(), str(data_root))["target_hnet"]
+    assert replaced.placement()["pid"] != pid
+    assert replaced.learn_task(0)

@@ -24,6 +24,11 @@ REFERENCE = {
 }
 
 
+# Every record has these; anything else is shown next to the value.
+STANDARD_KEYS = {"benchmark", "scenario", "method", "metric", "value", "seeds", "wall_s", "command", "machine", "date",
+                 "note"}
+
+
 def render(records: list[dict]) -> str:
     lines = ["# Benchmark results", "",
              "Generated from `benchmarks/results.json` by `python benchmarks/report.py`. Every figure is a measured",
@@ -35,11 +40,9 @@ def render(records: list[dict]) -> str:
         for r in (r for r in records if r["benchmark"] == bench):
             paper, target = REFERENCE.get((r["benchmark"], r["scenario"], r["method"], r["metric"]), ("", ""))
             value = r["value"]
-            for key in ("per_task", "per_seed"):
-                if key in r:
-                    value = f"{value} ({key.replace('_', ' ')}: {r[key]})"
-            if "best_config" in r:
-                value = f"{value} ({r['best_config']})"
+            extras = {k: v for k, v in r.items() if k not in STANDARD_KEYS}
+            if extras:
+                value = f"{value} ({'; '.join(f'{k.replace(chr(95), chr(32))}: {v}' for k, v in extras.items())})"
             if "note" in r:
                 value = f"{value} [{r['note']}]"
             lines.append(f"| {r['scenario']} | {r['method']} | {r['metric']} | {value} | {paper} | {target} | "

@@ -21,10 +21,13 @@ class ParamCounts:
     target_weights: int
     hnet_weights: int  # MLP weights and biases plus chunk embeddings
     task_embedding_weights: int  # all tasks of the benchmark
+    shared_target_weights: int = 0  # HyperMask trains the target's weights too
 
     @property
     def compression_ratio(self) -> float:
-        return (self.hnet_weights + self.task_embedding_weights) / self.target_weights
+        """Trained parameters over target weights (the paper's |Θ_h ∪ {e}| / |θ_trgt| for HNET)."""
+        trained = self.hnet_weights + self.task_embedding_weights + self.shared_target_weights
+        return trained / self.target_weights
 
     def as_dict(self) -> dict[str, float]:
         return {**asdict(self), "compression_ratio": self.compression_ratio}
@@ -44,12 +47,21 @@ def mlp_weights(dims: list[int]) -> int:
     return sum(a * b + b for a, b in zip(dims[:-1], dims[1:]))
 
 
+def hnet_outputs(cfg: ExperimentConfig) -> int:
+    """What the hypernetwork generates: every target weight (HNET), or a mask
+    value for every target weight except the output bias, which HyperMask leaves unmasked."""
+    dims = target_layer_dims(cfg)
+    return mlp_weights(dims) - (dims[-1] if cfg.method.name == "hypermask" else 0)
+
+
 def count_params(cfg: ExperimentConfig) -> ParamCounts:
     target = mlp_weights(target_layer_dims(cfg))
+    outputs = hnet_outputs(cfg)
     h = cfg.hnet
     if h.chunk_dim is None:
-        hnet = mlp_weights([h.temb_dim, *h.hidden, target])
+        hnet = mlp_weights([h.temb_dim, *h.hidden, outputs])
     else:
-        chunks = math.ceil(target / h.chunk_dim)
+        chunks = math.ceil(outputs / h.chunk_dim)
         hnet = mlp_weights([h.temb_dim + h.cemb_dim, *h.hidden, h.chunk_dim]) + chunks * h.cemb_dim
-    return ParamCounts(target, hnet, cfg.benchmark.num_tasks * h.temb_dim)
+    shared = target if cfg.method.name == "hypermask" else 0
+    return ParamCounts(target, hnet, cfg.benchmark.num_tasks * h.temb_dim, shared)

@@ -73,11 +73,17 @@ class HnetConfig(_Section):
 
 
 class MethodConfig(_Section):
-    name: Literal["hnet"] = "hnet"
+    # hnet: the hypernetwork generates the target weights (von Oswald et al. 2020).
+    # hypermask: shared target weights, the hypernetwork generates per-task masks (Książek & Spurek 2023).
+    name: Literal["hnet", "hypermask"] = "hnet"
     beta: float = Field(0.01, ge=0)
     lookahead: bool = True
     # Regularize a random subset of at most K previous tasks per step.
     reg_subset: Optional[int] = Field(None, ge=1)
+    # HyperMask only: per-tensor percentile p of mask entries set to zero, and the
+    # weight of the masked L1 penalty on changing the shared weights.
+    sparsity: float = Field(0.0, ge=0, lt=100)
+    l1: float = Field(1e-3, ge=0)
 
 
 class TrainConfig(_Section):
@@ -85,6 +91,10 @@ class TrainConfig(_Section):
     batch_size: int = Field(128, ge=1)
     lr: float = Field(1e-3, gt=0)
     eval_batch_size: int = Field(2000, ge=1)
+    # CL1 also scores HNET+ENT task inference (what CL3 would get) by default; it costs
+    # one target pass per learned task per test batch, so large CL1 studies turn it off.
+    # CL2/CL3 always infer: it is their score.
+    eval_inferred: bool = True
 
 
 class ExperimentConfig(_Section):
@@ -101,6 +111,17 @@ class ExperimentConfig(_Section):
         d = self.device
         if not (d in ("auto", "cpu", "cuda") or (d.startswith("cuda:") and d[5:].isdigit())):
             raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {d!r}")
+        return self
+
+    @model_validator(mode="after")
+    def _check_method(self) -> "ExperimentConfig":
+        if self.method.name == "hypermask":
+            if self.hnet.chunk_dim is not None:
+                raise ValueError("hypermask generates whole masks: set hnet.chunk_dim=null")
+            if self.method.lookahead:
+                raise ValueError("hypermask's output regularizer has no lookahead: set method.lookahead=false")
+            if self.benchmark.name == "regression1d":
+                raise ValueError("hypermask is for classification benchmarks; use method.name=hnet for regression1d")
         return self
 
     def flat(self) -> dict[str, Any]:
@@ -240,6 +261,8 @@ def describe_validation_error(exc: ValidationError, source: str) -> str:
         valid = _valid_keys(section)
         return f"unknown config key '{key}' in {source}; valid keys{' in ' + section if section else ''}: {', '.join(valid)}"
     msg = err["msg"].removeprefix("Value error, ")
+    if not err["loc"]:  # a rule across sections; its message names the keys and the fix
+        return f"config {source}: {msg}"
     got = err.get("input")
     got_text = "" if isinstance(got, dict) else f" (got {got!r})"
     return f"config key '{key}': {msg}{got_text}; fix it in {source} or with --set {key}=<value>"

@@ -23,7 +23,7 @@ from hypercl_core.accounting import count_params
 from hypercl_core.config import ExperimentConfig, build_config
 from hypercl_core.errors import UserError
 from hypercl_core.methods import Subsystem, build_learner
-from hypercl_core.metrics import ScoreMatrix, plot_matrix
+from hypercl_core.metrics import ScoreMatrix, matrix_names, plot_matrix
 from hypercl_core.seeding import seed_everything
 
 CHECKPOINT = "checkpoint.pt"
@@ -52,8 +52,8 @@ class Experiment:
         self._learner = learner
         self.data_root = data_root
         regression = cfg.benchmark.name == "regression1d"
-        names = ["mse"] if regression else ["acc_task_given", "acc_task_inferred", "task_inference_acc"]
-        self.matrices = {n: ScoreMatrix(cfg.benchmark.num_tasks, higher_is_better=not regression) for n in names}
+        self.matrices = {n: ScoreMatrix(cfg.benchmark.num_tasks, higher_is_better=not regression)
+                         for n in matrix_names(cfg)}
         self.task_stats: list[dict[str, float]] = []
         self.tasks_done = 0
         self._results: dict | None = None  # written for `tasks_done` tasks; rewritten only when it grows
@@ -128,10 +128,9 @@ class Experiment:
             "forgetting": m.forgetting(t),
             "train_s": sum(s["train_s"] for s in self.task_stats),
         }
-        if main != "mse":
-            out["final_acc_task_given"] = self.matrices["acc_task_given"].final(t)
-            out["final_acc_task_inferred"] = self.matrices["acc_task_inferred"].final(t)
-            out["final_task_inference_acc"] = self.matrices["task_inference_acc"].final(t)
+        for name in ("acc_task_given", "acc_task_inferred", "task_inference_acc"):
+            if name in self.matrices:
+                out[f"final_{name}"] = self.matrices[name].final(t)
         for j, score in enumerate(m.values[t, : t + 1]):
             out[f"{key}_task{j}"] = float(score)
         return out

@@ -13,6 +13,20 @@ import io
 
 import numpy as np
 
+from hypercl_core.config import ExperimentConfig
+
+
+def infers_task(cfg: ExperimentConfig) -> bool:
+    """Whether evaluation scores HNET+ENT task inference (see `train.eval_inferred`)."""
+    return cfg.benchmark.name != "regression1d" and (cfg.benchmark.scenario != "cl1" or cfg.train.eval_inferred)
+
+
+def matrix_names(cfg: ExperimentConfig) -> list[str]:
+    """The score matrices an evaluation fills for this config."""
+    if cfg.benchmark.name == "regression1d":
+        return ["mse"]
+    return ["acc_task_given", "acc_task_inferred", "task_inference_acc"] if infers_task(cfg) else ["acc_task_given"]
+
 
 class ScoreMatrix:
     def __init__(self, num_tasks: int, higher_is_better: bool = True):

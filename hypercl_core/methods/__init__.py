@@ -40,15 +40,16 @@ def resolve_device(spec: str) -> torch.device:
 
 def subsystem_names(cfg: ExperimentConfig) -> list[str]:
     """The separately placeable parts of the configured method, main learner first."""
-    return {"hnet": ["target_hnet"]}[cfg.method.name]
+    return {"hnet": ["target_hnet"], "hypermask": ["target_hypermask"]}[cfg.method.name]
 
 
 def build_subsystem(name: str, cfg: ExperimentConfig, data_root: str | None = None,
                     device: str | None = None) -> Subsystem:
     """Load the benchmark onto the device and build one subsystem of the method."""
     from hypercl_core.methods.hnet import HnetLearner  # noqa: PLC0415
+    from hypercl_core.methods.hypermask import HyperMaskLearner  # noqa: PLC0415
 
-    builders = {"target_hnet": HnetLearner}
+    builders = {"target_hnet": HnetLearner, "target_hypermask": HyperMaskLearner}
     if name not in builders:
         raise ValueError(f"unknown subsystem {name!r}; known: {sorted(builders)}")
     dev = resolve_device(device or cfg.device)

@@ -13,11 +13,12 @@ import time
 import torch
 import torch.nn.functional as F
 
-from hypercl_core.accounting import num_heads
+from hypercl_core.accounting import hnet_outputs, num_heads
 from hypercl_core.config import ExperimentConfig
 from hypercl_core.data.tasks import Benchmark
 from hypercl_core.hnets.mlp_hnet import HyperNetwork, TaskEmbeddings
 from hypercl_core.methods import Progress
+from hypercl_core.metrics import infers_task, matrix_names
 from hypercl_core.nets.mlp import TargetMLP
 from hypercl_core.regularizer import OutputRegularizer, adam_lookahead
 from hypercl_core.seeding import task_generator
@@ -38,13 +39,28 @@ class HnetLearner:
         )
         torch.manual_seed(cfg.seed)
         h = cfg.hnet
-        self.hnet = HyperNetwork(
-            self.target.num_weights, h.temb_dim, h.hidden, h.activation, h.chunk_dim, h.cemb_dim
-        ).to(device)
+        self.hnet = HyperNetwork(hnet_outputs(cfg), h.temb_dim, h.hidden, h.activation, h.chunk_dim, h.cemb_dim).to(device)
         self.embeddings = TaskEmbeddings(h.temb_dim)
+        # Which hnet outputs a past task uses (shared layers and its own head), for the regularizer.
         self.head_masks = (
-            torch.stack([self.target.head_mask(t) for t in range(self.heads)]).to(device) if self.heads > 1 else None
+            torch.stack([self.target.head_mask(t)[: self.hnet.num_outputs] for t in range(self.heads)]).to(device)
+            if self.heads > 1 else None
         )
+
+    # -- what a subclass changes -------------------------------------------
+    def task_weights(self, embs: torch.Tensor) -> torch.Tensor:
+        """(B, temb) task embeddings -> (B, target weights): HNET's are the hnet's outputs."""
+        return self.hnet(embs)
+
+    def step_loss(self, t: int, emb: torch.Tensor, x: torch.Tensor, y: torch.Tensor, head: int) -> torch.Tensor:
+        return self._task_loss(self.target(x, self.task_weights(emb.unsqueeze(0))[0], head), y)
+
+    def trained_parameters(self) -> list[torch.nn.Parameter]:
+        """What the task-loss optimizer updates besides the current embedding."""
+        return list(self.hnet.parameters())
+
+    def begin_task(self, t: int) -> None:
+        """Snapshot whatever the method compares against while learning task t."""
 
     # -- training ---------------------------------------------------------
     def learn_task(self, t: int, progress: Progress | None = None) -> dict[str, float]:
@@ -53,7 +69,8 @@ class HnetLearner:
         cfg, task = self.cfg, self.bench.tasks[t]
         gen = task_generator(cfg.seed, t, self.device)
         emb = self.embeddings.add(task_generator(cfg.seed, t, torch.device("cpu"), stream=1), self.device)
-        theta_opt = torch.optim.Adam(self.hnet.parameters(), lr=cfg.train.lr)
+        self.begin_task(t)
+        theta_opt = torch.optim.Adam(self.trained_parameters(), lr=cfg.train.lr)
         emb_opt = torch.optim.Adam([emb], lr=cfg.train.lr)
         reg = self._regularizer(t)
         head = t if self.heads > 1 else 0
@@ -63,8 +80,7 @@ class HnetLearner:
             x, y = task.train_batch(idx)
             theta_opt.zero_grad(set_to_none=True)
             emb_opt.zero_grad(set_to_none=True)
-            weights = self.hnet(emb.unsqueeze(0))[0]
-            self._task_loss(self.target(x, weights, head), y).backward()
+            self.step_loss(t, emb, x, y, head).backward()
             if reg is not None:
                 deltas = adam_lookahead(theta_opt) if cfg.method.lookahead else None
                 reg.loss(self.hnet, deltas, gen).backward()
@@ -82,7 +98,8 @@ class HnetLearner:
     def trained_compression_ratio(self) -> float:
         """Counted on the built modules, as a check on the ratio `count_params` predicted
         before training; after the last task every task embedding is included."""
-        return (self.hnet.num_params() + self.embeddings.num_params()) / self.target.num_weights
+        trained = sum(p.numel() for p in self.trained_parameters()) + self.embeddings.num_params()
+        return trained / self.target.num_weights
 
     def _regularizer(self, t: int) -> OutputRegularizer | None:
         if t == 0 or self.cfg.method.beta == 0:
@@ -99,7 +116,7 @@ class HnetLearner:
     # -- inference --------------------------------------------------------
     @torch.no_grad()
     def generated_weights(self, upto: int) -> torch.Tensor:
-        return self.hnet(self.embeddings.stacked(range(upto + 1)))
+        return self.task_weights(self.embeddings.stacked(range(upto + 1)))
 
     @torch.no_grad()
     def evaluate(self, upto: int) -> dict[str, list[float]]:
@@ -107,20 +124,24 @@ class HnetLearner:
         weights = self.generated_weights(upto)
         if self.bench.regression:
             return {"mse": [self._mse(j, weights[j]) for j in range(upto + 1)]}
-        scores: dict[str, list[float]] = {"acc_task_given": [], "acc_task_inferred": [], "task_inference_acc": []}
+        infer = infers_task(self.cfg)
+        scores: dict[str, list[float]] = {name: [] for name in matrix_names(self.cfg)}
         for j in range(upto + 1):
             given, inferred, task_ok, n = 0, 0, 0, 0
             for x, y in self.bench.tasks[j].test_batches(self.cfg.train.eval_batch_size):
                 given += (self.target(x, weights[j], j if self.heads > 1 else 0).argmax(-1) == y).sum().item()
+                n += len(y)
+                if not infer:
+                    continue
                 t_hat, pred = self.infer(x, weights)
                 task_ok += (t_hat == j).sum().item()
                 # CL3 needs the right task and class; CL2's shared head only the class.
                 right = (pred == y) & (t_hat == j) if self.heads > 1 else pred == y
                 inferred += right.sum().item()
-                n += len(y)
             scores["acc_task_given"].append(100.0 * given / n)
-            scores["acc_task_inferred"].append(100.0 * inferred / n)
-            scores["task_inference_acc"].append(100.0 * task_ok / n)
+            if infer:
+                scores["acc_task_inferred"].append(100.0 * inferred / n)
+                scores["task_inference_acc"].append(100.0 * task_ok / n)
         return scores
 
     def infer(self, x: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -29,6 +29,16 @@ class TargetMLP:
         self.param_sizes = [math.prod(s) for s in self.param_shapes]
         self.num_weights = sum(self.param_sizes)
 
+    def init_weights(self) -> torch.Tensor:
+        """A flat weight vector drawn as torch.nn.Linear draws its own: U(±1/√fan_in) for
+        weights and biases alike (for methods that train the target's weights directly)."""
+        parts = []
+        for w_shape, b_shape in zip(self.param_shapes[0::2], self.param_shapes[1::2]):
+            bound = 1.0 / math.sqrt(w_shape[1])
+            parts += [torch.empty(w_shape).uniform_(-bound, bound).flatten(),
+                      torch.empty(b_shape).uniform_(-bound, bound)]
+        return torch.cat(parts)
+
     def unflatten(self, flat: torch.Tensor) -> list[torch.Tensor]:
         """(..., num_weights) -> per-layer tensors with the same leading dims."""
         lead = flat.shape[:-1]

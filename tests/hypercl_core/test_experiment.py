@@ -36,6 +36,16 @@ def test_same_seed_gives_the_same_result(tmp_path, data_root):
     assert c["matrices"] != a["matrices"]
 
 
+def test_cl1_can_skip_task_inference_without_changing_its_score(tmp_path, data_root):
+    cfg = tiny(**{"benchmark.num_tasks": 2})
+    full = _run(cfg, tmp_path / "a", data_root)
+    lean = _run(tiny(**{"benchmark.num_tasks": 2, "train.eval_inferred": False}), tmp_path / "b", data_root)
+    assert set(lean["matrices"]) == {"acc_task_given"}
+    assert lean["matrices"]["acc_task_given"] == full["matrices"]["acc_task_given"]
+    assert "final_acc_task_inferred" in full["summary"] and "final_acc_task_inferred" not in lean["summary"]
+    assert lean["summary"]["trained_compression_ratio"] == pytest.approx(lean["summary"]["compression_ratio"])
+
+
 def test_resume_equals_uninterrupted(tmp_path, data_root):
     cfg = tiny("split_mnist_cl2", **{"benchmark.num_tasks": 3})
     whole = _run(cfg, tmp_path / "whole", data_root)

@@ -59,8 +59,10 @@ def bin_edges(lo: float, hi: float, bins: int, scale: BinScale = "log") -> list[
     """Log-spaced by default: the ratios of interest span two decades."""
     if scale == "log":
         step = (math.log(hi) - math.log(lo)) / bins
-        return [math.exp(math.log(lo) + i * step) for i in range(bins)] + [hi]
-    return [lo + (hi - lo) * i / bins for i in range(bins)] + [hi]
+        inner = [math.exp(math.log(lo) + i * step) for i in range(1, bins)]
+    else:
+        inner = [lo + (hi - lo) * i / bins for i in range(1, bins)]
+    return [lo, *inner, hi]  # the ends exactly as given: exp(log(x)) need not round-trip
 
 
 def bin_index(ratio: float, edges: list[float]) -> int:

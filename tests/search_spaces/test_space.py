@@ -15,6 +15,7 @@ from search_spaces.space import (
     SearchSpace,
     available_spaces,
     compression_ratio,
+    encode_choice,
     fit_chunk_dim,
     load_space,
 )
@@ -39,6 +40,15 @@ def assert_one_line_error(exc: pytest.ExceptionInfo[UserError], *fragments: str)
 @pytest.mark.parametrize("preset", PRESETS)
 def test_builtin_spaces_load_and_fit_presets(space: str, preset: str) -> None:
     load_space(space).check_against(load_config(preset))
+
+
+@pytest.mark.parametrize("preset", ["split_mnist_cl1_hypermask", "permuted_mnist10_cl3_hypermask"])
+def test_hypermask_space_fits_hypermask_presets_and_keeps_the_hnet_whole(preset: str) -> None:
+    space = load_space("hypermask_grid")
+    base = load_config(preset)
+    space.check_against(base)
+    cfg = space.materialize(space.decode({k: encode_choice(v.probe_values()[-1]) for k, v in space.params.items()}), base)
+    assert cfg is not None and cfg.method.name == "hypermask" and cfg.hnet.chunk_dim is None
 
 
 def test_spaces_resolve_by_name_file_name_and_path() -> None:

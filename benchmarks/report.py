@@ -21,6 +21,8 @@ REFERENCE = {
         (91.75, ">= 90"),
     ("SplitMNIST", "CL3 (multi-head CL1 run, task inferred)", "HNET+ENT", "final_acc_task_inferred"):
         (69.48, ">= 67"),
+    ("SplitMNIST", "CL1", "HyperMask", "final_acc"): ("", ">= 99.5"),
+    ("PermutedMNIST-10", "CL1", "HyperMask", "final_acc"): ("", ">= 97.0"),
 }
 
 

@@ -8,8 +8,6 @@ resolved by predictive entropy over all learned embeddings (HNET+ENT).
 
 from __future__ import annotations
 
-import time
-
 import torch
 import torch.nn.functional as F
 
@@ -17,13 +15,10 @@ from hypercl_core.accounting import hnet_outputs, num_heads
 from hypercl_core.config import ExperimentConfig
 from hypercl_core.data.tasks import Benchmark
 from hypercl_core.hnets.mlp_hnet import HyperNetwork, TaskEmbeddings
+from hypercl_core.hnets.protected import Protection, learn_protected_task
 from hypercl_core.methods import Progress
 from hypercl_core.metrics import infers_task, matrix_names
 from hypercl_core.nets.mlp import TargetMLP
-from hypercl_core.regularizer import OutputRegularizer, adam_lookahead
-from hypercl_core.seeding import task_generator
-
-PROGRESS_EVERY = 25
 
 
 class HnetLearner:
@@ -64,34 +59,20 @@ class HnetLearner:
 
     # -- training ---------------------------------------------------------
     def learn_task(self, t: int, progress: Progress | None = None) -> dict[str, float]:
-        if len(self.embeddings) != t:
-            raise RuntimeError(f"learn_task({t}) called after {len(self.embeddings)} tasks were learned")
         cfg, task = self.cfg, self.bench.tasks[t]
-        gen = task_generator(cfg.seed, t, self.device)
-        emb = self.embeddings.add(task_generator(cfg.seed, t, torch.device("cpu"), stream=1), self.device)
-        self.begin_task(t)
-        theta_opt = torch.optim.Adam(self.trained_parameters(), lr=cfg.train.lr)
-        emb_opt = torch.optim.Adam([emb], lr=cfg.train.lr)
-        reg = self._regularizer(t)
         head = t if self.heads > 1 else 0
-        start = time.perf_counter()
-        for step in range(cfg.train.iters_per_task):
+
+        def step_loss(emb: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
             idx = torch.randint(task.num_train, (cfg.train.batch_size,), generator=gen, device=self.device)
             x, y = task.train_batch(idx)
-            theta_opt.zero_grad(set_to_none=True)
-            emb_opt.zero_grad(set_to_none=True)
-            self.step_loss(t, emb, x, y, head).backward()
-            if reg is not None:
-                deltas = adam_lookahead(theta_opt) if cfg.method.lookahead else None
-                reg.loss(self.hnet, deltas, gen).backward()
-            theta_opt.step()
-            emb_opt.step()
-            if progress is not None and (step + 1) % PROGRESS_EVERY == 0:
-                progress(PROGRESS_EVERY)
-        if progress is not None:
-            progress(cfg.train.iters_per_task % PROGRESS_EVERY)
-        emb.requires_grad_(False)
-        seconds = time.perf_counter() - start
+            return self.step_loss(t, emb, x, y, head)
+
+        self.begin_task(t)
+        seconds = learn_protected_task(
+            self.hnet, self.embeddings, t, step_loss, trained=self.trained_parameters(), lr=cfg.train.lr,
+            steps=cfg.train.iters_per_task, protection=Protection(cfg.method.beta, cfg.method.lookahead,
+                                                                   cfg.method.reg_subset),
+            seed=cfg.seed, device=self.device, output_masks=self.head_masks, progress=progress)
         return {"train_s": seconds, "steps_per_s": cfg.train.iters_per_task / max(seconds, 1e-9),
                 "trained_compression_ratio": self.trained_compression_ratio()}
 
@@ -100,15 +81,6 @@ class HnetLearner:
         before training; after the last task every task embedding is included."""
         trained = sum(p.numel() for p in self.trained_parameters()) + self.embeddings.num_params()
         return trained / self.target.num_weights
-
-    def _regularizer(self, t: int) -> OutputRegularizer | None:
-        if t == 0 or self.cfg.method.beta == 0:
-            return None
-        masks = self.head_masks[:t].float() if self.head_masks is not None else None
-        return OutputRegularizer(
-            self.hnet, self.embeddings.stacked(range(t), detach=True), self.cfg.method.beta, masks,
-            self.cfg.method.reg_subset,
-        )
 
     def _task_loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return F.mse_loss(out, y) if self.bench.regression else F.cross_entropy(out, y)

@@ -23,25 +23,13 @@ from hypercl_core.accounting import count_params
 from hypercl_core.config import ExperimentConfig, build_config
 from hypercl_core.errors import UserError
 from hypercl_core.methods import Subsystem, build_learner
-from hypercl_core.metrics import ScoreMatrix, matrix_names, plot_matrix
+from hypercl_core.metrics import ScoreMatrix, higher_is_better, matrix_names, plot_matrix, primary_metric, score_name
 from hypercl_core.seeding import seed_everything
 
 CHECKPOINT = "checkpoint.pt"
 CONFIG = "config.yaml"
 RESULTS = "results.json"
 TaskEndHook = Callable[[int, dict], None]
-
-
-def primary_metric(cfg: ExperimentConfig) -> str:
-    """The matrix the scenario is judged by: given task (CL1) or inferred task (CL2/CL3)."""
-    if cfg.benchmark.name == "regression1d":
-        return "mse"
-    return "acc_task_given" if cfg.benchmark.scenario == "cl1" else "acc_task_inferred"
-
-
-def score_name(cfg: ExperimentConfig) -> str:
-    """Suffix of the summary keys: during_acc / final_acc, or during_mse / final_mse."""
-    return "mse" if primary_metric(cfg) == "mse" else "acc"
 
 
 class Experiment:
@@ -51,9 +39,7 @@ class Experiment:
         self.run_dir = Path(run_dir)
         self._learner = learner
         self.data_root = data_root
-        regression = cfg.benchmark.name == "regression1d"
-        self.matrices = {n: ScoreMatrix(cfg.benchmark.num_tasks, higher_is_better=not regression)
-                         for n in matrix_names(cfg)}
+        self.matrices = {n: ScoreMatrix(cfg.benchmark.num_tasks, higher_is_better(cfg)) for n in matrix_names(cfg)}
         self.task_stats: list[dict[str, float]] = []
         self.tasks_done = 0
         self._results: dict | None = None  # written for `tasks_done` tasks; rewritten only when it grows

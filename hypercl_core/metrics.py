@@ -15,16 +15,41 @@ import numpy as np
 
 from hypercl_core.config import ExperimentConfig
 
+LOSSES = ("mse", "nll")  # scores where lower is better
+
+
+def primary_metric(cfg: ExperimentConfig) -> str:
+    """The matrix a run is judged by: accuracy with the task given (CL1) or inferred
+    (CL2/CL3), MSE for regression, negative ELBO for a replay model learned on its own."""
+    if cfg.method.name == "vae":
+        return "nll"
+    if cfg.benchmark.name == "regression1d":
+        return "mse"
+    return "acc_task_given" if cfg.benchmark.scenario == "cl1" else "acc_task_inferred"
+
+
+def score_name(cfg: ExperimentConfig) -> str:
+    """Suffix of the summary keys: during_acc / final_acc, during_mse / final_mse, ..."""
+    main = primary_metric(cfg)
+    return main if main in LOSSES else "acc"
+
+
+def higher_is_better(cfg: ExperimentConfig) -> bool:
+    return score_name(cfg) not in LOSSES
+
 
 def infers_task(cfg: ExperimentConfig) -> bool:
     """Whether evaluation scores HNET+ENT task inference (see `train.eval_inferred`)."""
-    return cfg.benchmark.name != "regression1d" and (cfg.benchmark.scenario != "cl1" or cfg.train.eval_inferred)
+    if not higher_is_better(cfg):
+        return False
+    return cfg.benchmark.scenario != "cl1" or cfg.train.eval_inferred
 
 
 def matrix_names(cfg: ExperimentConfig) -> list[str]:
     """The score matrices an evaluation fills for this config."""
-    if cfg.benchmark.name == "regression1d":
-        return ["mse"]
+    main = primary_metric(cfg)
+    if main in LOSSES:
+        return [main]
     return ["acc_task_given", "acc_task_inferred", "task_inference_acc"] if infers_task(cfg) else ["acc_task_given"]
 
 

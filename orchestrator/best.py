@@ -16,7 +16,7 @@ KEY_PARAMS = ("hnet.hidden", "hnet.activation", "hnet.temb_dim", "hnet.cemb_dim"
 
 
 def default_mode(metric: str) -> str:
-    return "min" if "mse" in metric or metric in ("forgetting", "wall_s") else "max"
+    return "min" if "mse" in metric or "nll" in metric or metric in ("forgetting", "wall_s") else "max"
 
 
 def open_sweep_experiment(tracking_uri: str, name: str):

@@ -35,7 +35,8 @@ def _add_run(sub) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from hypercl_core.config import load_config  # noqa: PLC0415
     from hypercl_core.errors import UserError  # noqa: PLC0415
-    from hypercl_core.experiment import resume_run, score_name, start_run  # noqa: PLC0415
+    from hypercl_core.experiment import resume_run, start_run  # noqa: PLC0415
+    from hypercl_core.metrics import score_name  # noqa: PLC0415
 
     if args.resume:
         if args.overrides:

@@ -20,6 +20,7 @@ from typing import Any
 from hypercl_core.accounting import count_params
 from hypercl_core.config import config_from_flat, load_config
 from hypercl_core.errors import UserError
+from hypercl_core.metrics import score_name
 from orchestrator.sweep import SweepSpec
 from orchestrator.tracking import ERROR_TAG, KIND, decode_params
 from search_spaces.architectures import (ARCH_KEYS, BinScale, all_architectures, bin_edges, bin_index,
@@ -77,7 +78,7 @@ def read_study(tracking_uri: str, name: str) -> Study:
         raise UserError(f"sweep {name!r} is not a robustness study; plot a study started with `hypercl robustness`")
     request = decode_params(parents[0].data.params)
     base = config_from_flat({k: v for k, v in request.items() if not k.startswith("study.")})
-    score = "mse" if base.benchmark.name == "regression1d" else "acc"
+    score = score_name(base)
     trials = client.search_runs([experiment.experiment_id], filter_string=f"tags.`{KIND}` = 'trial'",
                                 max_results=50_000)
     rows = sorted((_row(run, score) for run in trials), key=lambda r: (r["ratio"], r["run_id"]))

@@ -20,7 +20,8 @@ from ray import tune
 
 from hypercl_core.accounting import count_params
 from hypercl_core.config import ExperimentConfig, build_config, config_from_flat
-from hypercl_core.experiment import CHECKPOINT, CONFIG, Experiment, primary_metric
+from hypercl_core.experiment import CHECKPOINT, CONFIG, Experiment
+from hypercl_core.metrics import higher_is_better, score_name
 from orchestrator.actors import Placement, spawn_subsystems
 from orchestrator.sweep import VARIANT
 from orchestrator.tracking import TrialTracker
@@ -116,5 +117,5 @@ def _reject(tracker: TrialTracker, sample: dict[str, Any], ctx: TrialContext) ->
 
 
 def metric_for(cfg: ExperimentConfig) -> tuple[str, str]:
-    """The sweep objective for a preset: final accuracy, or final MSE for regression."""
-    return ("final_mse", "min") if primary_metric(cfg) == "mse" else ("final_acc", "max")
+    """The sweep objective for a preset: final accuracy, or the final loss (MSE, NLL)."""
+    return f"final_{score_name(cfg)}", "max" if higher_is_better(cfg) else "min"

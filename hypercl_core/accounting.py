@@ -10,10 +10,11 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-from hypercl_core.config import BenchmarkConfig, ExperimentConfig
+from hypercl_core.config import BenchmarkConfig, ExperimentConfig, HnetConfig
 
 # (input dim, outputs per task) of each benchmark's target network.
-BENCHMARK_SHAPES = {"split_mnist": (784, 2), "permuted_mnist": (1024, 10), "regression1d": (1, 1)}
+BENCHMARK_SHAPES = {"split_mnist": (784, 2), "permuted_mnist": (1024, 10), "regression1d": (1, 1),
+                    "class_mnist": (784, 1)}
 
 
 @dataclass(frozen=True)
@@ -54,14 +55,27 @@ def hnet_outputs(cfg: ExperimentConfig) -> int:
     return mlp_weights(dims) - (dims[-1] if cfg.method.name == "hypermask" else 0)
 
 
-def count_params(cfg: ExperimentConfig) -> ParamCounts:
-    target = mlp_weights(target_layer_dims(cfg))
-    outputs = hnet_outputs(cfg)
-    h = cfg.hnet
+def decoder_layer_dims(cfg: ExperimentConfig) -> list[int]:
+    """The replay VAE's decoder: latent code and task condition in, an image out."""
+    r = cfg.replay
+    return [2 * r.latent_dim, *r.decoder_hidden, BENCHMARK_SHAPES[cfg.benchmark.name][0]]
+
+
+def hnet_weights(h: HnetConfig, outputs: int) -> int:
     if h.chunk_dim is None:
-        hnet = mlp_weights([h.temb_dim, *h.hidden, outputs])
-    else:
-        chunks = math.ceil(outputs / h.chunk_dim)
-        hnet = mlp_weights([h.temb_dim + h.cemb_dim, *h.hidden, h.chunk_dim]) + chunks * h.cemb_dim
+        return mlp_weights([h.temb_dim, *h.hidden, outputs])
+    chunks = math.ceil(outputs / h.chunk_dim)
+    return mlp_weights([h.temb_dim + h.cemb_dim, *h.hidden, h.chunk_dim]) + chunks * h.cemb_dim
+
+
+def count_params(cfg: ExperimentConfig) -> ParamCounts:
+    """The main hypernetwork against what it generates: the classifier's target (HNET,
+    HyperMask) or, for a replay model learned on its own, the VAE's decoder."""
+    if cfg.method.name == "vae":
+        decoder = mlp_weights(decoder_layer_dims(cfg))
+        h = cfg.replay.hnet
+        return ParamCounts(decoder, hnet_weights(h, decoder), cfg.benchmark.num_tasks * h.temb_dim)
+    target = mlp_weights(target_layer_dims(cfg))
     shared = target if cfg.method.name == "hypermask" else 0
-    return ParamCounts(target, hnet, cfg.benchmark.num_tasks * h.temb_dim, shared)
+    return ParamCounts(target, hnet_weights(cfg.hnet, hnet_outputs(cfg)), cfg.benchmark.num_tasks * cfg.hnet.temb_dim,
+                       shared)

@@ -26,7 +26,8 @@ class _Section(BaseModel):
 
 
 class BenchmarkConfig(_Section):
-    name: Literal["split_mnist", "permuted_mnist", "regression1d"] = "split_mnist"
+    # class_mnist: ten tasks of one digit each (class-incremental), for replay models.
+    name: Literal["split_mnist", "permuted_mnist", "regression1d", "class_mnist"] = "split_mnist"
     num_tasks: int = Field(5, ge=1)
     # cl1: task id given (multi-head); cl2: one shared head, task id inferred
     # for the hnet's weights; cl3: task id inferred, class out of all tasks.
@@ -37,7 +38,7 @@ class BenchmarkConfig(_Section):
 
     @model_validator(mode="after")
     def _check_num_tasks(self) -> "BenchmarkConfig":
-        limit = {"split_mnist": 5, "regression1d": 3}.get(self.name)
+        limit = {"split_mnist": 5, "regression1d": 3, "class_mnist": 10}.get(self.name)
         if limit is not None and self.num_tasks > limit:
             raise ValueError(f"num_tasks for {self.name} must be at most {limit}, got {self.num_tasks}")
         if self.name == "regression1d" and self.scenario != "cl1":
@@ -75,7 +76,8 @@ class HnetConfig(_Section):
 class MethodConfig(_Section):
     # hnet: the hypernetwork generates the target weights (von Oswald et al. 2020).
     # hypermask: shared target weights, the hypernetwork generates per-task masks (Książek & Spurek 2023).
-    name: Literal["hnet", "hypermask"] = "hnet"
+    # vae: only the hnet-protected replay VAE (section `replay`), learning to generate each task.
+    name: Literal["hnet", "hypermask", "vae"] = "hnet"
     beta: float = Field(0.01, ge=0)
     lookahead: bool = True
     # Regularize a random subset of at most K previous tasks per step.
@@ -84,6 +86,25 @@ class MethodConfig(_Section):
     # weight of the masked L1 penalty on changing the shared weights.
     sparsity: float = Field(0.0, ge=0, lt=100)
     l1: float = Field(1e-3, ge=0)
+
+
+class ReplayConfig(_Section):
+    """The hnet-protected VAE: an ordinary encoder, and a decoder whose weights a chunked
+    hypernetwork generates, conditioned on a fixed random vector per task. It trains with
+    the `train` section's iterations, batch size and learning rate, as the authors' did."""
+
+    encoder_hidden: list[int] = Field(default_factory=lambda: [400, 400], min_length=1)
+    decoder_hidden: list[int] = Field(default_factory=lambda: [250, 350], min_length=1)
+    latent_dim: int = Field(100, ge=1)  # z, and the per-task condition vector
+    hnet: HnetConfig = Field(default_factory=lambda: HnetConfig(chunk_dim=50000))
+    beta: float = Field(0.01, ge=0)
+    lookahead: bool = True
+
+    @model_validator(mode="after")
+    def _positive(self) -> "ReplayConfig":
+        if any(h < 1 for h in self.encoder_hidden + self.decoder_hidden):
+            raise ValueError("layer sizes must be >= 1")
+        return self
 
 
 class TrainConfig(_Section):
@@ -105,6 +126,7 @@ class ExperimentConfig(_Section):
     hnet: HnetConfig = Field(default_factory=HnetConfig)
     method: MethodConfig = Field(default_factory=MethodConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    replay: Optional[ReplayConfig] = None  # methods with a replay model
 
     @model_validator(mode="after")
     def _check_device(self) -> "ExperimentConfig":
@@ -122,6 +144,17 @@ class ExperimentConfig(_Section):
                 raise ValueError("hypermask's output regularizer has no lookahead: set method.lookahead=false")
             if self.benchmark.name == "regression1d":
                 raise ValueError("hypermask is for classification benchmarks; use method.name=hnet for regression1d")
+        uses_replay = self.method.name == "vae"
+        if uses_replay and self.replay is None:
+            raise ValueError(f"method {self.method.name} needs a replay section; start from a *_vae preset "
+                             "or --set replay.beta=0.01")
+        if not uses_replay and self.replay is not None:
+            raise ValueError(f"method {self.method.name} has no replay model; remove the replay section")
+        if self.benchmark.name == "class_mnist" and self.method.name != "vae":
+            raise ValueError("class_mnist has one class per task, so only replay models learn it; "
+                             "use method.name=vae")
+        if self.method.name == "vae" and self.benchmark.name == "regression1d":
+            raise ValueError("the replay VAE models MNIST images; pick an MNIST benchmark")
         return self
 
     def flat(self) -> dict[str, Any]:

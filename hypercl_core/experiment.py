@@ -114,9 +114,8 @@ class Experiment:
             "forgetting": m.forgetting(t),
             "train_s": sum(s["train_s"] for s in self.task_stats),
         }
-        for name in ("acc_task_given", "acc_task_inferred", "task_inference_acc"):
-            if name in self.matrices:
-                out[f"final_{name}"] = self.matrices[name].final(t)
+        for name, matrix in self.matrices.items():
+            out[f"final_{name}"] = matrix.final(t)
         for j, score in enumerate(m.values[t, : t + 1]):
             out[f"{key}_task{j}"] = float(score)
         return out

@@ -48,6 +48,8 @@ def infers_task(cfg: ExperimentConfig) -> bool:
 def matrix_names(cfg: ExperimentConfig) -> list[str]:
     """The score matrices an evaluation fills for this config."""
     main = primary_metric(cfg)
+    if main == "nll":
+        return ["nll", "sample_drift"]
     if main in LOSSES:
         return [main]
     return ["acc_task_given", "acc_task_inferred", "task_inference_acc"] if infers_task(cfg) else ["acc_task_given"]

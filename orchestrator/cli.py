@@ -60,6 +60,39 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_samples(sub) -> None:
+    p = sub.add_parser("samples", help="sample grid of a replay model's run: after each task vs after all tasks")
+    p.add_argument("run_dir", help="a run folder of a replay model (e.g. from hypercl run --config class_mnist_vae)")
+    p.add_argument("--out", help="PNG path (default: <run_dir>/samples.png)")
+    p.add_argument("--data-root")
+    p.set_defaults(func=cmd_samples)
+
+
+def cmd_samples(args: argparse.Namespace) -> int:
+    from hypercl_core.errors import UserError  # noqa: PLC0415
+    from hypercl_core.experiment import resume_run  # noqa: PLC0415
+    from hypercl_core.replay.grid import plot_sample_grid  # noqa: PLC0415
+
+    import torch  # noqa: PLC0415
+
+    exp = resume_run(args.run_dir, data_root=args.data_root)
+    if not hasattr(exp.learner, "kept_samples"):
+        raise UserError(f"{args.run_dir} is a {exp.cfg.method.name} run without a replay model; "
+                        "samples needs a replay run (e.g. --config class_mnist_vae)")
+    if exp.tasks_done == 0:
+        raise UserError(f"{args.run_dir} has not finished a task yet; resume it with hypercl run --resume {args.run_dir}")
+    tasks = list(range(exp.tasks_done))
+    after_learning = torch.stack([exp.learner.samples_after_learning[t] for t in tasks])
+    after_all = exp.learner.kept_samples(tasks).cpu()
+    digits = exp.cfg.benchmark.name == "class_mnist"
+    labels = [f"digit {exp.learner.bench.tasks[t].class_offset}" if digits else f"task {t}" for t in tasks]
+    out = Path(args.out) if args.out else Path(args.run_dir) / "samples.png"
+    title = f"{exp.cfg.benchmark.name}, {exp.cfg.method.name}: {exp.tasks_done} tasks learned"
+    plot_sample_grid(after_learning, after_all, labels, title, out)
+    print(f"wrote {out}")
+    return 0
+
+
 def _add_presets(sub) -> None:
     p = sub.add_parser("presets", help="list the experiment presets")
     p.set_defaults(func=cmd_presets)
@@ -344,6 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hypercl", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     _add_run(sub)
+    _add_samples(sub)
     _add_presets(sub)
     _add_sweep(sub)
     _add_best(sub)

@@ -63,6 +63,8 @@ def build_benchmark(cfg: BenchmarkConfig, seed: int, device: torch.device, data_
     mnist = load_mnist(resolve_data_root(data_root))
     if cfg.name == "split_mnist":
         return split_mnist(mnist, cfg.num_tasks, device)
+    if cfg.name == "class_mnist":
+        return class_mnist(mnist, cfg.num_tasks, device)
     return permuted_mnist(mnist, cfg.num_tasks, seed, device)
 
 
@@ -72,16 +74,27 @@ def _tensor(array: np.ndarray, device: torch.device, dtype: torch.dtype) -> torc
 
 def split_mnist(mnist, num_tasks: int, device: torch.device) -> Benchmark:
     """Task t holds digits 2t and 2t+1; labels 0/1 within the task."""
+    return _digit_groups(mnist, num_tasks, 2, "split_mnist", device)
+
+
+def class_mnist(mnist, num_tasks: int, device: torch.device) -> Benchmark:
+    """Class-incremental MNIST: task t is digit t alone (for replay models)."""
+    return _digit_groups(mnist, num_tasks, 1, "class_mnist", device)
+
+
+def _digit_groups(mnist, num_tasks: int, per_task: int, name: str, device: torch.device) -> Benchmark:
+    """Task t holds digits per_task*t .. per_task*t + per_task-1, labelled from 0 within the task."""
     x_train = _tensor(to_unit_float(mnist.train_x), device, torch.float32)
     x_test = _tensor(to_unit_float(mnist.test_x), device, torch.float32)
     y_train = _tensor(mnist.train_y, device, torch.long)
     y_test = _tensor(mnist.test_y, device, torch.long)
     tasks = []
     for t in range(num_tasks):
-        tr = (y_train == 2 * t) | (y_train == 2 * t + 1)
-        te = (y_test == 2 * t) | (y_test == 2 * t + 1)
-        tasks.append(Task(t, x_train[tr], y_train[tr] - 2 * t, x_test[te], y_test[te] - 2 * t, class_offset=2 * t))
-    return Benchmark("split_mnist", tasks, input_dim=784, outputs_per_task=2)
+        first = per_task * t
+        tr = (y_train >= first) & (y_train < first + per_task)
+        te = (y_test >= first) & (y_test < first + per_task)
+        tasks.append(Task(t, x_train[tr], y_train[tr] - first, x_test[te], y_test[te] - first, class_offset=first))
+    return Benchmark(name, tasks, input_dim=784, outputs_per_task=per_task)
 
 
 def permuted_mnist(mnist, num_tasks: int, seed: int, device: torch.device) -> Benchmark:

@@ -93,6 +93,14 @@ class TaskEmbeddings(nn.Module):
         self.embs.append(emb)
         return emb
 
+    @classmethod
+    def frozen(cls, dim: int, embs: list[torch.Tensor], device: torch.device) -> "TaskEmbeddings":
+        """Embeddings of learned tasks (from a checkpoint): fixed, as after learning."""
+        out = cls(dim)
+        for emb in embs:
+            out.embs.append(nn.Parameter(emb.to(device), requires_grad=False))
+        return out
+
     def __len__(self) -> int:
         return len(self.embs)
 

@@ -40,7 +40,7 @@ def resolve_device(spec: str) -> torch.device:
 
 def subsystem_names(cfg: ExperimentConfig) -> list[str]:
     """The separately placeable parts of the configured method, main learner first."""
-    return {"hnet": ["target_hnet"], "hypermask": ["target_hypermask"]}[cfg.method.name]
+    return {"hnet": ["target_hnet"], "hypermask": ["target_hypermask"], "vae": ["replay_vae"]}[cfg.method.name]
 
 
 def build_subsystem(name: str, cfg: ExperimentConfig, data_root: str | None = None,
@@ -48,8 +48,9 @@ def build_subsystem(name: str, cfg: ExperimentConfig, data_root: str | None = No
     """Load the benchmark onto the device and build one subsystem of the method."""
     from hypercl_core.methods.hnet import HnetLearner  # noqa: PLC0415
     from hypercl_core.methods.hypermask import HyperMaskLearner  # noqa: PLC0415
+    from hypercl_core.replay.vae import HnetVAE  # noqa: PLC0415
 
-    builders = {"target_hnet": HnetLearner, "target_hypermask": HyperMaskLearner}
+    builders = {"target_hnet": HnetLearner, "target_hypermask": HyperMaskLearner, "replay_vae": HnetVAE}
     if name not in builders:
         raise ValueError(f"unknown subsystem {name!r}; known: {sorted(builders)}")
     dev = resolve_device(device or cfg.device)

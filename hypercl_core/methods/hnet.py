@@ -139,6 +139,4 @@ class HnetLearner:
 
     def load_state_dict(self, state: dict) -> None:
         self.hnet.load_state_dict(state["hnet"])
-        self.embeddings = TaskEmbeddings(self.cfg.hnet.temb_dim)
-        for emb in state["embeddings"]:
-            self.embeddings.embs.append(torch.nn.Parameter(emb.to(self.device), requires_grad=False))
+        self.embeddings = TaskEmbeddings.frozen(self.cfg.hnet.temb_dim, state["embeddings"], self.device)

@@ -1,0 +1,1 @@
+"""Generative replay models whose generators a protected hypernetwork parametrizes."""

@@ -1,0 +1,96 @@
+"""The hnet-protected replay VAE on class-incremental MNIST (tiny runs on real data)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hypercl_core.accounting import count_params
+from hypercl_core.config import load_config
+from hypercl_core.errors import ConfigError
+from hypercl_core.experiment import resume_run, start_run
+from hypercl_core.methods import build_learner
+from orchestrator.cli import main
+
+SMALL = ["replay.encoder_hidden=[64]", "replay.decoder_hidden=[32, 64]", "replay.latent_dim=8",
+         "replay.hnet.chunk_dim=4000", "replay.hnet.temb_dim=8", "replay.hnet.cemb_dim=8", "device=cpu",
+         "train.eval_batch_size=1000"]
+
+
+def tiny_vae(*overrides: str, tasks: int = 3, iters: int = 40):
+    return load_config("class_mnist_vae", [*SMALL, f"benchmark.num_tasks={tasks}", f"train.iters_per_task={iters}",
+                                           *overrides])
+
+
+def test_class_mnist_tasks_are_single_digits(data_root):
+    learner = build_learner(tiny_vae(tasks=10), str(data_root))
+    for t, task in enumerate(learner.bench.tasks):
+        assert task.class_offset == t and (task.y_train == 0).all() and len(task.x_test) > 800
+
+
+def test_samples_are_images_and_batched_decoding_matches_per_task(data_root):
+    learner = build_learner(tiny_vae(tasks=2), str(data_root))
+    learner.learn_task(0)
+    learner.learn_task(1)
+    both = learner.kept_samples([0, 1])
+    assert both.shape == (2, 8, 784) and both.min() >= 0 and both.max() <= 1
+    assert torch.allclose(both[1], learner.kept_samples([1])[0], atol=1e-6)
+    drawn = learner.sample([1, 0], 5, torch.Generator().manual_seed(0))
+    assert drawn.shape == (2, 5, 784)
+
+
+def test_the_regularizer_keeps_earlier_digits_generated(tmp_path, data_root):
+    protected = start_run(tiny_vae(), tmp_path / "p", data_root=str(data_root)).run(show_progress=False)
+    unprotected = start_run(tiny_vae("replay.beta=0"), tmp_path / "u", data_root=str(data_root)).run(
+        show_progress=False)
+    drift_p = protected["summary"]["final_sample_drift"]
+    drift_u = unprotected["summary"]["final_sample_drift"]
+    assert drift_p * 3 < drift_u
+    assert protected["matrices"]["sample_drift"][0][0] == 0.0  # nothing drifts before a later task
+    assert protected["summary"]["trained_compression_ratio"] == pytest.approx(protected["summary"]["compression_ratio"])
+
+
+def test_resume_equals_uninterrupted_and_samples_command(tmp_path, data_root):
+    cfg = tiny_vae(tasks=2, iters=20)
+    whole = start_run(cfg, tmp_path / "whole", data_root=str(data_root)).run(show_progress=False)
+
+    def stop_after_first(t, metrics):
+        if t == 0:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        start_run(cfg, tmp_path / "cut", data_root=str(data_root)).run(show_progress=False,
+                                                                       on_task_end=stop_after_first)
+    exp = resume_run(tmp_path / "cut", data_root=str(data_root))
+    assert exp.tasks_done == 1
+    assert exp.run(show_progress=False)["matrices"] == whole["matrices"]
+    assert main(["samples", str(tmp_path / "cut"), "--data-root", str(data_root)]) == 0
+    assert (tmp_path / "cut" / "samples.png").stat().st_size > 5_000
+
+
+def test_samples_refuses_a_run_without_a_replay_model(tmp_path, data_root, capsys):
+    cfg = load_config("split_mnist_cl1", ["benchmark.num_tasks=1", "train.iters_per_task=2", "target.hidden=[8]",
+                                          "hnet.chunk_dim=1000", "device=cpu"])
+    start_run(cfg, tmp_path / "r", data_root=str(data_root)).run(show_progress=False)
+    assert main(["samples", str(tmp_path / "r")]) == 2
+    assert "without a replay model" in capsys.readouterr().err
+
+
+def test_accounting_equals_the_built_modules(data_root):
+    cfg = tiny_vae()
+    learner = build_learner(cfg, str(data_root))
+    counts = count_params(cfg)
+    assert counts.target_weights == learner.decoder.num_weights
+    assert counts.hnet_weights == learner.hnet.num_params()
+    assert count_params(load_config("class_mnist_vae")).hnet_weights == 552_904  # 10,10 ELU, output 50,000
+
+
+@pytest.mark.parametrize("preset, overrides, message", [
+    ("split_mnist_cl1", ["method.name=vae"], "needs a replay section"),
+    ("split_mnist_cl1", ["replay.beta=0.01"], "has no replay model"),
+    ("split_mnist_cl1", ["benchmark.name=class_mnist"], "use method.name=vae"),
+    ("class_mnist_vae", ["benchmark.num_tasks=11"], "at most 10"),
+])
+def test_bad_replay_configs_name_the_fix(preset, overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(preset, overrides)

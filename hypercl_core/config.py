@@ -77,7 +77,8 @@ class MethodConfig(_Section):
     # hnet: the hypernetwork generates the target weights (von Oswald et al. 2020).
     # hypermask: shared target weights, the hypernetwork generates per-task masks (Książek & Spurek 2023).
     # vae: only the hnet-protected replay VAE (section `replay`), learning to generate each task.
-    name: Literal["hnet", "hypermask", "vae"] = "hnet"
+    # hnet_r: HNET+R, an ordinary classifier (section `target`) replaying that VAE.
+    name: Literal["hnet", "hypermask", "vae", "hnet_r"] = "hnet"
     beta: float = Field(0.01, ge=0)
     lookahead: bool = True
     # Regularize a random subset of at most K previous tasks per step.
@@ -144,10 +145,10 @@ class ExperimentConfig(_Section):
                 raise ValueError("hypermask's output regularizer has no lookahead: set method.lookahead=false")
             if self.benchmark.name == "regression1d":
                 raise ValueError("hypermask is for classification benchmarks; use method.name=hnet for regression1d")
-        uses_replay = self.method.name == "vae"
+        uses_replay = self.method.name in ("vae", "hnet_r")
         if uses_replay and self.replay is None:
-            raise ValueError(f"method {self.method.name} needs a replay section; start from a *_vae preset "
-                             "or --set replay.beta=0.01")
+            raise ValueError(f"method {self.method.name} needs a replay section; start from a *_vae or *_hnet_r "
+                             "preset or --set replay.beta=0.01")
         if not uses_replay and self.replay is not None:
             raise ValueError(f"method {self.method.name} has no replay model; remove the replay section")
         if self.benchmark.name == "class_mnist" and self.method.name != "vae":

@@ -52,6 +52,8 @@ def matrix_names(cfg: ExperimentConfig) -> list[str]:
         return ["nll", "sample_drift"]
     if main in LOSSES:
         return [main]
+    if cfg.method.name == "hnet_r":  # answers without inferring a task: no task-inference matrix
+        return ["acc_task_given"] if cfg.benchmark.scenario == "cl1" else ["acc_task_given", "acc_task_inferred"]
     return ["acc_task_given", "acc_task_inferred", "task_inference_acc"] if infers_task(cfg) else ["acc_task_given"]
 
 

@@ -70,8 +70,12 @@ class SubsystemActor:
             device = "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
         self.subsystem = build_subsystem(self.name, config, data_root, device)
 
-    def learn_task(self, t: int) -> dict[str, float]:
-        return self.subsystem.learn_task(t)
+    def learn_task(self, t: int, **kwargs) -> dict[str, float]:
+        return self.subsystem.learn_task(t, **kwargs)
+
+    def call(self, method: str, *args, **kwargs):
+        """Any subsystem method, for calls the method driver starts in the background."""
+        return getattr(self.subsystem, method)(*args, **kwargs)
 
     def evaluate(self, upto: int) -> dict[str, list[float]]:
         return self.subsystem.evaluate(upto)
@@ -94,13 +98,21 @@ class SubsystemActor:
 
 
 class ActorProxy:
-    """A remote subsystem with the local Subsystem interface (blocking calls)."""
+    """A remote subsystem with the local Subsystem interface: blocking calls, plus
+    `submit` for the method driver to start calls that run side by side.
+    Progress callbacks stay behind: they cannot cross processes."""
 
     def __init__(self, handle):
         self.handle = handle
 
-    def learn_task(self, t: int, progress: Progress | None = None) -> dict[str, float]:
-        return ray.get(self.handle.learn_task.remote(t))
+    def learn_task(self, t: int, progress: Progress | None = None, **kwargs) -> dict[str, float]:
+        return ray.get(self.handle.learn_task.remote(t, **kwargs))
+
+    def submit(self, method: str, *args, progress: Progress | None = None, **kwargs) -> "_Remote":
+        return _Remote(self.handle.call.remote(method, *args, **kwargs))
+
+    def replay_snapshot(self, t: int):
+        return ray.get(self.handle.call.remote("replay_snapshot", t))
 
     def evaluate(self, upto: int) -> dict[str, list[float]]:
         return ray.get(self.handle.evaluate.remote(upto))
@@ -113,6 +125,14 @@ class ActorProxy:
 
     def placement(self) -> dict:
         return ray.get(self.handle.placement.remote())
+
+
+class _Remote:
+    def __init__(self, ref):
+        self.ref = ref
+
+    def result(self):
+        return ray.get(self.ref)
 
 
 # The actors this process started for its current (node, job, placement group),

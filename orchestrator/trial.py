@@ -21,6 +21,7 @@ from ray import tune
 from hypercl_core.accounting import count_params
 from hypercl_core.config import ExperimentConfig, build_config, config_from_flat
 from hypercl_core.experiment import CHECKPOINT, CONFIG, Experiment
+from hypercl_core.methods import compose
 from hypercl_core.metrics import higher_is_better, score_name
 from orchestrator.actors import Placement, spawn_subsystems
 from orchestrator.sweep import VARIANT
@@ -78,7 +79,7 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     run_dir = Path(trial.get_trial_dir()) / "run"
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / CONFIG).write_text(cfg.to_yaml())
-    exp = Experiment(cfg, run_dir, learner=next(iter(proxies.values())))
+    exp = Experiment(cfg, run_dir, learner=compose(cfg, proxies))
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:

@@ -35,3 +35,18 @@ def tiny(preset: str = "split_mnist_cl1", **flat) -> ExperimentConfig:
     }
     overrides.update(flat)
     return load_config(preset, [f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in overrides.items()])
+
+
+# A replay VAE small enough for seconds-long runs.
+SMALL_REPLAY = ["replay.encoder_hidden=[64]", "replay.decoder_hidden=[32, 64]", "replay.latent_dim=8",
+                "replay.hnet.chunk_dim=4000", "replay.hnet.temb_dim=8", "replay.hnet.cemb_dim=8", "device=cpu"]
+
+
+def tiny_vae(*overrides: str, tasks: int = 3, iters: int = 40) -> ExperimentConfig:
+    return load_config("class_mnist_vae", [*SMALL_REPLAY, "train.eval_batch_size=1000", f"benchmark.num_tasks={tasks}",
+                                           f"train.iters_per_task={iters}", *overrides])
+
+
+def tiny_hnet_r(scenario: str, tasks: int = 2, *overrides: str) -> ExperimentConfig:
+    return load_config(f"split_mnist_{scenario}_hnet_r", [*SMALL_REPLAY, "target.hidden=[64]", "train.iters_per_task=40",
+                                                           f"benchmark.num_tasks={tasks}", *overrides])

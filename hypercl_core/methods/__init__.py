@@ -40,7 +40,8 @@ def resolve_device(spec: str) -> torch.device:
 
 def subsystem_names(cfg: ExperimentConfig) -> list[str]:
     """The separately placeable parts of the configured method, main learner first."""
-    return {"hnet": ["target_hnet"], "hypermask": ["target_hypermask"], "vae": ["replay_vae"]}[cfg.method.name]
+    return {"hnet": ["target_hnet"], "hypermask": ["target_hypermask"], "vae": ["replay_vae"],
+            "hnet_r": ["classifier", "replay_vae"]}[cfg.method.name]
 
 
 def build_subsystem(name: str, cfg: ExperimentConfig, data_root: str | None = None,
@@ -48,9 +49,11 @@ def build_subsystem(name: str, cfg: ExperimentConfig, data_root: str | None = No
     """Load the benchmark onto the device and build one subsystem of the method."""
     from hypercl_core.methods.hnet import HnetLearner  # noqa: PLC0415
     from hypercl_core.methods.hypermask import HyperMaskLearner  # noqa: PLC0415
+    from hypercl_core.methods.replay_classifier import ReplayClassifier  # noqa: PLC0415
     from hypercl_core.replay.vae import HnetVAE  # noqa: PLC0415
 
-    builders = {"target_hnet": HnetLearner, "target_hypermask": HyperMaskLearner, "replay_vae": HnetVAE}
+    builders = {"target_hnet": HnetLearner, "target_hypermask": HyperMaskLearner, "replay_vae": HnetVAE,
+                "classifier": ReplayClassifier}
     if name not in builders:
         raise ValueError(f"unknown subsystem {name!r}; known: {sorted(builders)}")
     dev = resolve_device(device or cfg.device)
@@ -58,6 +61,15 @@ def build_subsystem(name: str, cfg: ExperimentConfig, data_root: str | None = No
     return builders[name](cfg, bench, dev)
 
 
+def compose(cfg: ExperimentConfig, parts: dict[str, Subsystem]) -> Subsystem:
+    """The method as one Subsystem over its parts (local objects or actor proxies)."""
+    if len(parts) == 1:
+        return next(iter(parts.values()))
+    from hypercl_core.methods.composite import ReplayMethod  # noqa: PLC0415
+
+    return {"hnet_r": ReplayMethod}[cfg.method.name](parts)
+
+
 def build_learner(cfg: ExperimentConfig, data_root: str | None = None, device: str | None = None) -> Subsystem:
-    """The method's main subsystem, in this process."""
-    return build_subsystem(subsystem_names(cfg)[0], cfg, data_root, device)
+    """The whole method in this process."""
+    return compose(cfg, {name: build_subsystem(name, cfg, data_root, device) for name in subsystem_names(cfg)})

@@ -24,6 +24,7 @@ from hypercl_core.hnets.mlp_hnet import HyperNetwork, TaskEmbeddings
 from hypercl_core.hnets.protected import Protection, learn_protected_task
 from hypercl_core.methods import Progress
 from hypercl_core.nets.mlp import TargetMLP
+from hypercl_core.replay.snapshot import ReplaySnapshot, decode_logits
 from hypercl_core.seeding import task_generator
 
 SAMPLES_KEPT = 8  # per task, drawn with the same noise after learning it and at every evaluation
@@ -55,15 +56,19 @@ class HnetVAE:
     # -- generation -------------------------------------------------------
     def decode(self, z: torch.Tensor, task_ids: list[int]) -> torch.Tensor:
         """Logits of images: z (T, N, latent) decoded with each listed task's generated decoder."""
-        weights = self.hnet(self.embeddings.stacked(task_ids))  # (T, decoder weights)
-        cond = self.conditions[task_ids].unsqueeze(1).expand(-1, z.shape[1], -1)
-        return self.decoder(torch.cat([z, cond], dim=-1), weights)
+        return decode_logits(self.decoder, self.hnet(self.embeddings.stacked(task_ids)), z, self.conditions[task_ids])
 
     @torch.no_grad()
     def sample(self, task_ids: list[int], n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """(len(task_ids), n, pixels) images in [0, 1], one batch per task in one decoder call."""
         z = torch.randn(len(task_ids), n, self.cfg.replay.latent_dim, generator=generator, device=self.device)
         return torch.sigmoid(self.decode(z, task_ids))
+
+    @torch.no_grad()
+    def replay_snapshot(self, t: int) -> ReplaySnapshot:
+        """The generator of tasks 0..t-1 as it is now (before learning task t), on the CPU."""
+        weights = self.hnet(self.embeddings.stacked(range(t)))
+        return ReplaySnapshot(decoder_layer_dims(self.cfg), weights.cpu(), self.conditions[:t].cpu())
 
     @torch.no_grad()
     def kept_samples(self, task_ids: list[int]) -> torch.Tensor:

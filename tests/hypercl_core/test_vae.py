@@ -11,16 +11,7 @@ from hypercl_core.errors import ConfigError
 from hypercl_core.experiment import resume_run, start_run
 from hypercl_core.methods import build_learner
 from orchestrator.cli import main
-
-SMALL = ["replay.encoder_hidden=[64]", "replay.decoder_hidden=[32, 64]", "replay.latent_dim=8",
-         "replay.hnet.chunk_dim=4000", "replay.hnet.temb_dim=8", "replay.hnet.cemb_dim=8", "device=cpu",
-         "train.eval_batch_size=1000"]
-
-
-def tiny_vae(*overrides: str, tasks: int = 3, iters: int = 40):
-    return load_config("class_mnist_vae", [*SMALL, f"benchmark.num_tasks={tasks}", f"train.iters_per_task={iters}",
-                                           *overrides])
-
+from tests.conftest import tiny_vae
 
 def test_class_mnist_tasks_are_single_digits(data_root):
     learner = build_learner(tiny_vae(tasks=10), str(data_root))

@@ -4,9 +4,9 @@ import ray
 from ray.util.placement_group import placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-from hypercl_core.methods import build_learner
+from hypercl_core.methods import build_learner, compose
 from orchestrator.actors import ActorProxy, Placement, SubsystemActor, spawn_subsystems
-from tests.conftest import tiny
+from tests.conftest import tiny, tiny_hnet_r
 
 
 def test_each_subsystem_gets_its_own_logical_gpu(data_root):
@@ -81,3 +81,36 @@ def test_a_dead_kept_actor_is_replaced(local_ray, data_root):
     replaced = spawn_subsystems(cfg, Placement(), str(data_root))["target_hnet"]
     assert replaced.placement()["pid"] != pid
     assert replaced.learn_task(0)
+
+
+def test_hnet_r_subsystems_get_distinct_gpus_and_learn_as_in_process(data_root):
+    """The classifier and the replay VAE of an HNET+R trial: one logical GPU each, learning
+    each task side by side, with exactly the numbers of the same method in one process."""
+    cfg = tiny_hnet_r("cl2", 2, "train.iters_per_task=15")
+    ray.shutdown()
+    ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, logging_level="ERROR")
+    try:
+        placement = Placement(gpus_per_subsystem=1)
+        group = placement_group(placement.bundles(2))
+        ray.get(group.ready())
+
+        @ray.remote(num_cpus=0)
+        def trial():
+            proxies = spawn_subsystems(cfg, placement, str(data_root))
+            method = compose(cfg, proxies)
+            for t in range(2):
+                method.learn_task(t)
+            return [p.placement() for p in proxies.values()], method.evaluate(1)
+
+        strategy = PlacementGroupSchedulingStrategy(placement_group=group, placement_group_bundle_index=0,
+                                                    placement_group_capture_child_tasks=True)
+        where, remote_scores = ray.get(trial.options(scheduling_strategy=strategy).remote())
+        remove_placement_group(group)
+    finally:
+        ray.shutdown()
+    assert [w["subsystem"] for w in where] == ["classifier", "replay_vae"]
+    assert len({w["gpu_ids"][0] for w in where}) == 2
+    local = build_learner(cfg, str(data_root))
+    for t in range(2):
+        local.learn_task(t)
+    assert local.evaluate(1) == remote_scores

@@ -1,0 +1,131 @@
+"""The HNET+R classifier: an ordinary MLP that keeps earlier tasks by replay.
+
+No hypernetwork here: the classifier's own weights learn the current task's
+real data and, from the second task on, replayed images of every earlier task
+with soft targets from its copy taken before the task (distillation at
+temperature 2, scaled by T²). Each earlier task contributes ceil(128/t) images
+to a replay batch; loss = 0.5·CE(real) + 0.5·distill(replay). The images come
+from a `ReplaySnapshot`: the replay model frozen after the previous task, so
+the VAE can learn the current task at the same time, elsewhere.
+
+Heads by scenario: CL1 one head per task (task given), CL2 one shared head,
+CL3 a growing head (the outputs of every task learned so far, softmax over all).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hypercl_core.accounting import num_heads
+from hypercl_core.config import ExperimentConfig
+from hypercl_core.data.tasks import Benchmark
+from hypercl_core.methods import Progress
+from hypercl_core.nets.mlp import TargetMLP
+from hypercl_core.replay.snapshot import ReplaySnapshot
+from hypercl_core.seeding import task_generator
+
+TEMPERATURE = 2.0
+REPLAY_BATCH = 128
+
+
+def replay_per_task(t: int) -> int:
+    """Images replayed from each earlier task in one step: ceil(128 / t), about one batch in all."""
+    return math.ceil(REPLAY_BATCH / t) if t else 0
+
+
+class ReplayClassifier:
+    def __init__(self, cfg: ExperimentConfig, bench: Benchmark, device: torch.device):
+        self.cfg = cfg
+        self.bench = bench
+        self.device = device
+        self.scenario = cfg.benchmark.scenario
+        self.k = bench.outputs_per_task
+        self.target = TargetMLP(bench.input_dim, cfg.target.hidden, self.k, num_heads(cfg.benchmark),
+                                cfg.target.activation)
+        torch.manual_seed(cfg.seed)
+        self.weights = nn.Parameter(self.target.init_weights().to(device))
+
+    def logits(self, x: torch.Tensor, weights: torch.Tensor, task: int, known: int) -> torch.Tensor:
+        """Outputs that answer for `task` when `known` tasks have been met (CL3's growing head)."""
+        if self.scenario == "cl1":
+            return self.target(x, weights, task)
+        if self.scenario == "cl2":
+            return self.target(x, weights, 0)
+        return self.target(x, weights, None)[..., : self.k * known]
+
+    def labels(self, y: torch.Tensor, task: int) -> torch.Tensor:
+        return y + self.k * task if self.scenario == "cl3" else y
+
+    def learn_task(self, t: int, progress: Progress | None = None,
+                   replay: ReplaySnapshot | None = None) -> dict[str, float]:
+        cfg, task = self.cfg, self.bench.tasks[t]
+        if t > 0 and (replay is None or replay.num_tasks != t):
+            raise ValueError(f"task {t} needs the replay model of tasks 0..{t - 1}")
+        gen = task_generator(cfg.seed, t, self.device)
+        replay = replay.to(self.device) if replay is not None else None
+        teacher = self.weights.detach().clone()
+        per_task = replay_per_task(t)
+        optimizer = torch.optim.Adam([self.weights], lr=cfg.train.lr)
+        start = time.perf_counter()
+        for step in range(cfg.train.iters_per_task):
+            idx = torch.randint(task.num_train, (cfg.train.batch_size,), generator=gen, device=self.device)
+            x, y = task.train_batch(idx)
+            loss = F.cross_entropy(self.logits(x, self.weights, t, t + 1), self.labels(y, t))
+            if replay is not None:
+                images = replay.sample(per_task, gen)  # (t, per_task, pixels)
+                loss = 0.5 * loss + 0.5 * self._distill(images, teacher, t)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if progress is not None and (step + 1) % 25 == 0:
+                progress(25)
+        if progress is not None:
+            progress(cfg.train.iters_per_task % 25)
+        seconds = time.perf_counter() - start
+        return {"train_s": seconds, "steps_per_s": cfg.train.iters_per_task / max(seconds, 1e-9)}
+
+    def _distill(self, images: torch.Tensor, teacher: torch.Tensor, t: int) -> torch.Tensor:
+        """KL(teacher ‖ student) at temperature T, times T², over every replayed task at once."""
+        losses = []
+        for past in range(t):  # t forward passes of ceil(128/t) images: one replay batch
+            with torch.no_grad():
+                soft = F.softmax(self.logits(images[past], teacher, past, t) / TEMPERATURE, dim=-1)
+            student = F.log_softmax(self.logits(images[past], self.weights, past, t) / TEMPERATURE, dim=-1)
+            losses.append(F.kl_div(student, soft, reduction="sum"))
+        return torch.stack(losses).sum() / (len(images) * images.shape[1]) * TEMPERATURE**2
+
+    @torch.no_grad()
+    def evaluate(self, upto: int) -> dict[str, list[float]]:
+        """Task given (its own head, or its own outputs of the growing head) and, for CL2/CL3,
+        task unknown (the shared head, or the argmax over every output learned so far)."""
+        given, unknown = [], []
+        for j in range(upto + 1):
+            right_given, right_unknown, n = 0, 0, 0
+            for x, y in self.bench.tasks[j].test_batches(self.cfg.train.eval_batch_size):
+                if self.scenario == "cl3":
+                    out = self.logits(x, self.weights, j, upto + 1)
+                    own = out[:, self.k * j : self.k * (j + 1)]
+                    right_given += (own.argmax(-1) == y).sum().item()
+                    right_unknown += (out.argmax(-1) == self.labels(y, j)).sum().item()
+                else:
+                    pred = self.logits(x, self.weights, j, upto + 1).argmax(-1)
+                    right_given += (pred == y).sum().item()
+                    right_unknown += (pred == y).sum().item()
+                n += len(y)
+            given.append(100.0 * right_given / n)
+            unknown.append(100.0 * right_unknown / n)
+        if self.scenario == "cl1":
+            return {"acc_task_given": given}
+        return {"acc_task_given": given, "acc_task_inferred": unknown}
+
+    def state_dict(self) -> dict:
+        return {"weights": self.weights.detach().cpu()}
+
+    def load_state_dict(self, state: dict) -> None:
+        with torch.no_grad():
+            self.weights.copy_(state["weights"].to(self.device))

@@ -1,0 +1,45 @@
+"""A replay generator frozen after some task: what a classifier needs to replay earlier tasks.
+
+It holds the decoder weights the hypernetwork generated for each earlier task
+(not the hypernetwork, nor the VAE), so it is small, picklable and can be
+shipped to a classifier on another GPU while the VAE goes on learning the next
+task.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from hypercl_core.nets.mlp import TargetMLP
+
+
+def decode_logits(decoder: TargetMLP, weights: torch.Tensor, z: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
+    """Image logits (T, N, pixels): z (T, N, latent) beside each task's condition (T, latent),
+    through that task's decoder weights (T, decoder weights), all tasks in one batched call."""
+    cond = conditions.unsqueeze(1).expand(-1, z.shape[1], -1)
+    return decoder(torch.cat([z, cond], dim=-1), weights)
+
+
+@dataclass
+class ReplaySnapshot:
+    decoder_dims: list[int]  # [latent + condition, *hidden, pixels]
+    weights: torch.Tensor  # (tasks, decoder weights), one generated decoder per earlier task
+    conditions: torch.Tensor  # (tasks, latent)
+
+    @property
+    def num_tasks(self) -> int:
+        return len(self.weights)
+
+    def to(self, device: torch.device) -> "ReplaySnapshot":
+        return ReplaySnapshot(self.decoder_dims, self.weights.to(device), self.conditions.to(device))
+
+    @torch.no_grad()
+    def sample(self, per_task: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """(tasks, per_task, pixels) images in [0, 1]: every earlier task in one batched decoder call."""
+        in_dim, *hidden, out_dim = self.decoder_dims
+        decoder = TargetMLP(in_dim, hidden, out_dim, 1, "relu")
+        latent = self.conditions.shape[1]
+        z = torch.randn(self.num_tasks, per_task, latent, generator=generator, device=self.weights.device)
+        return torch.sigmoid(decode_logits(decoder, self.weights, z, self.conditions))

@@ -110,6 +110,17 @@ def _add_tracking(p) -> None:
     p.add_argument("--runs-dir", default="runs", help="parent of sweeps/ (default: runs/)")
 
 
+def _add_cluster(p) -> None:
+    """Where and how wide the trials run: shared by sweep, rerun and robustness."""
+    p.add_argument("--max-concurrent", type=int, default=None)
+    p.add_argument("--address", help="Ray cluster: auto or ray://host:10001 (default: local Ray)")
+    p.add_argument("--gpus-per-subsystem", type=int, choices=[0, 1], default=None,
+                   help="default: 1 when the cluster has GPUs, else 0")
+    p.add_argument("--cpus-per-subsystem", type=float, default=0.75,
+                   help="CPUs per subsystem actor without GPUs (default 0.75: one CPU per one-subsystem trial)")
+    p.add_argument("--data-root", help="MNIST root on every node (default: resolved per node)")
+
+
 def _add_sweep(sub) -> None:
     p = sub.add_parser("sweep", help="Ray Tune + Optuna sweep of a search space over a benchmark preset")
     p.add_argument("--space", help="search space name (search_spaces/*.yaml) or YAML file")
@@ -117,18 +128,12 @@ def _add_sweep(sub) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a key of the preset for every trial (repeatable)")
     p.add_argument("--num-samples", type=int, default=8)
-    p.add_argument("--max-concurrent", type=int, default=None)
     p.add_argument("--scheduler", choices=["fifo", "asha"], default="fifo")
     p.add_argument("--seed", type=int, default=0, help="seed of the Optuna TPE sampler")
     p.add_argument("--name", help="sweep name (default: <preset>-<space>-<timestamp>)")
     p.add_argument("--resume", metavar="SWEEP_DIR", help="finish an interrupted sweep")
-    p.add_argument("--address", help="Ray cluster: auto or ray://host:10001 (default: local Ray)")
-    p.add_argument("--gpus-per-subsystem", type=int, choices=[0, 1], default=None,
-                   help="default: 1 when the cluster has GPUs, else 0")
-    p.add_argument("--cpus-per-subsystem", type=float, default=0.75,
-                   help="CPUs per subsystem actor without GPUs (default 0.75: one CPU per one-subsystem trial)")
-    p.add_argument("--data-root", help="MNIST root on every node (default: resolved per node)")
     p.add_argument("--top", type=int, default=5, help="rows of the best-config table printed at the end")
+    _add_cluster(p)
     _add_tracking(p)
     p.set_defaults(func=cmd_sweep)
 
@@ -255,12 +260,8 @@ def _add_rerun(sub) -> None:
     p = sub.add_parser("rerun", help="rerun one config over seeds in parallel; logs mean ± SEM")
     p.add_argument("config", help="config YAML (e.g. from `hypercl best --export`) or preset")
     p.add_argument("--seeds", type=int, default=5)
-    p.add_argument("--max-concurrent", type=int, default=None)
     p.add_argument("--name", help="name (default: rerun-<config>-<timestamp>)")
-    p.add_argument("--address", help="Ray cluster: auto or ray://host:10001 (default: local Ray)")
-    p.add_argument("--gpus-per-subsystem", type=int, choices=[0, 1], default=None)
-    p.add_argument("--cpus-per-subsystem", type=float, default=0.75)
-    p.add_argument("--data-root")
+    _add_cluster(p)
     _add_tracking(p)
     p.set_defaults(func=cmd_rerun)
 
@@ -308,11 +309,7 @@ def _add_robustness(sub) -> None:
     p.add_argument("--name", help="study name (default: robustness-<preset>-<timestamp>)")
     p.add_argument("--resume", metavar="SWEEP_DIR", help="finish an interrupted study")
     p.add_argument("--plot-only", action="store_true", help="redraw the CSV and plot of --name from MLflow alone")
-    p.add_argument("--max-concurrent", type=int, default=None)
-    p.add_argument("--address", help="Ray cluster: auto or ray://host:10001 (default: local Ray)")
-    p.add_argument("--gpus-per-subsystem", type=int, choices=[0, 1], default=None)
-    p.add_argument("--cpus-per-subsystem", type=float, default=0.75)
-    p.add_argument("--data-root")
+    _add_cluster(p)
     _add_tracking(p)
     p.set_defaults(func=cmd_robustness)
 

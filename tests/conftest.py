@@ -50,3 +50,15 @@ def tiny_vae(*overrides: str, tasks: int = 3, iters: int = 40) -> ExperimentConf
 def tiny_hnet_r(scenario: str, tasks: int = 2, *overrides: str) -> ExperimentConfig:
     return load_config(f"split_mnist_{scenario}_hnet_r", [*SMALL_REPLAY, "target.hidden=[64]", "train.iters_per_task=40",
                                                            f"benchmark.num_tasks={tasks}", *overrides])
+
+
+def run_cut_after_first_task(cfg: ExperimentConfig, run_dir: Path, data_root: Path) -> None:
+    """Start a run and interrupt it (Ctrl-C) right after its first task was checkpointed."""
+    from hypercl_core.experiment import start_run  # noqa: PLC0415
+
+    def stop(t: int, metrics: dict) -> None:
+        if t == 0:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        start_run(cfg, run_dir, data_root=str(data_root)).run(show_progress=False, on_task_end=stop)

@@ -5,7 +5,7 @@ import pytest
 
 from hypercl_core.errors import UserError
 from hypercl_core.experiment import resume_run, start_run
-from tests.conftest import tiny
+from tests.conftest import run_cut_after_first_task, tiny
 
 
 def _run(cfg, path, data_root, **kw):
@@ -50,12 +50,7 @@ def test_resume_equals_uninterrupted(tmp_path, data_root):
     cfg = tiny("split_mnist_cl2", **{"benchmark.num_tasks": 3})
     whole = _run(cfg, tmp_path / "whole", data_root)
 
-    def stop_after_first(t, metrics):
-        if t == 0:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        _run(cfg, tmp_path / "cut", data_root, on_task_end=stop_after_first)
+    run_cut_after_first_task(cfg, tmp_path / "cut", data_root)
     exp = resume_run(tmp_path / "cut", data_root=str(data_root))
     assert exp.tasks_done == 1
     resumed = exp.run(show_progress=False)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 from hypercl_core.experiment import resume_run, start_run
 from hypercl_core.methods import build_learner
 from hypercl_core.methods.composite import ReplayMethod
 from hypercl_core.methods.replay_classifier import replay_per_task
-from tests.conftest import tiny_hnet_r
+from tests.conftest import run_cut_after_first_task, tiny_hnet_r
 
 def test_replay_batch_has_ceil_128_over_t_images_per_earlier_task(data_root):
     assert [replay_per_task(t) for t in range(1, 6)] == [128, 64, 43, 32, 26]
@@ -37,13 +36,7 @@ def test_tiny_runs_learn_and_resume_like_an_uninterrupted_run(tmp_path, data_roo
     cfg = tiny_hnet_r("cl3")
     whole = start_run(cfg, tmp_path / "whole", data_root=str(data_root)).run(show_progress=False)
 
-    def stop_after_first(t, metrics):
-        if t == 0:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        start_run(cfg, tmp_path / "cut", data_root=str(data_root)).run(show_progress=False,
-                                                                       on_task_end=stop_after_first)
+    run_cut_after_first_task(cfg, tmp_path / "cut", data_root)
     exp = resume_run(tmp_path / "cut", data_root=str(data_root))
     assert isinstance(exp.learner, ReplayMethod) and exp.tasks_done == 1
     assert exp.run(show_progress=False)["matrices"] == whole["matrices"]

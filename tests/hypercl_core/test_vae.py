@@ -11,7 +11,7 @@ from hypercl_core.errors import ConfigError
 from hypercl_core.experiment import resume_run, start_run
 from hypercl_core.methods import build_learner
 from orchestrator.cli import main
-from tests.conftest import tiny_vae
+from tests.conftest import run_cut_after_first_task, tiny_vae
 
 def test_class_mnist_tasks_are_single_digits(data_root):
     learner = build_learner(tiny_vae(tasks=10), str(data_root))
@@ -45,13 +45,7 @@ def test_resume_equals_uninterrupted_and_samples_command(tmp_path, data_root):
     cfg = tiny_vae(tasks=2, iters=20)
     whole = start_run(cfg, tmp_path / "whole", data_root=str(data_root)).run(show_progress=False)
 
-    def stop_after_first(t, metrics):
-        if t == 0:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        start_run(cfg, tmp_path / "cut", data_root=str(data_root)).run(show_progress=False,
-                                                                       on_task_end=stop_after_first)
+    run_cut_after_first_task(cfg, tmp_path / "cut", data_root)
     exp = resume_run(tmp_path / "cut", data_root=str(data_root))
     assert exp.tasks_done == 1
     assert exp.run(show_progress=False)["matrices"] == whole["matrices"]

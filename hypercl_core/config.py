@@ -78,7 +78,9 @@ class MethodConfig(_Section):
     # hypermask: shared target weights, the hypernetwork generates per-task masks (Książek & Spurek 2023).
     # vae: only the hnet-protected replay VAE (section `replay`), learning to generate each task.
     # hnet_r: HNET+R, an ordinary classifier (section `target`) replaying that VAE.
-    name: Literal["hnet", "hypermask", "vae", "hnet_r"] = "hnet"
+    # hnet_tir: HNET+TIR, the HNET classifier answering for the task a task-inference
+    # classifier (section `target`'s layers) picks; the latter replays the VAE.
+    name: Literal["hnet", "hypermask", "vae", "hnet_r", "hnet_tir"] = "hnet"
     beta: float = Field(0.01, ge=0)
     lookahead: bool = True
     # Regularize a random subset of at most K previous tasks per step.
@@ -145,16 +147,18 @@ class ExperimentConfig(_Section):
                 raise ValueError("hypermask's output regularizer has no lookahead: set method.lookahead=false")
             if self.benchmark.name == "regression1d":
                 raise ValueError("hypermask is for classification benchmarks; use method.name=hnet for regression1d")
-        uses_replay = self.method.name in ("vae", "hnet_r")
+        uses_replay = self.method.name in ("vae", "hnet_r", "hnet_tir")
         if uses_replay and self.replay is None:
-            raise ValueError(f"method {self.method.name} needs a replay section; start from a *_vae or *_hnet_r "
-                             "preset or --set replay.beta=0.01")
+            raise ValueError(f"method {self.method.name} needs a replay section; start from a *_vae, *_hnet_r or "
+                             "*_hnet_tir preset or --set replay.beta=0.01")
         if not uses_replay and self.replay is not None:
             raise ValueError(f"method {self.method.name} has no replay model; remove the replay section")
         if self.benchmark.name == "class_mnist" and self.method.name != "vae":
             raise ValueError("class_mnist has one class per task, so only replay models learn it; "
                              "use method.name=vae")
-        if self.method.name == "vae" and self.benchmark.name == "regression1d":
+        if self.method.name == "hnet_tir" and self.benchmark.scenario == "cl1":
+            raise ValueError("hnet_tir infers the task, which CL1 gives; use method.name=hnet for cl1")
+        if uses_replay and self.benchmark.name == "regression1d":
             raise ValueError("the replay VAE models MNIST images; pick an MNIST benchmark")
         return self
 

@@ -47,9 +47,12 @@ def tiny_vae(*overrides: str, tasks: int = 3, iters: int = 40) -> ExperimentConf
                                            f"train.iters_per_task={iters}", *overrides])
 
 
-def tiny_hnet_r(scenario: str, tasks: int = 2, *overrides: str) -> ExperimentConfig:
-    return load_config(f"split_mnist_{scenario}_hnet_r", [*SMALL_REPLAY, "target.hidden=[64]", "train.iters_per_task=40",
-                                                           f"benchmark.num_tasks={tasks}", *overrides])
+def tiny_with_replay(method: str, scenario: str, tasks: int = 2, *overrides: str) -> ExperimentConfig:
+    """A SplitMNIST preset of a replay method (hnet_r, hnet_tir), shrunk like `tiny`."""
+    small_hnet = ["hnet.hidden=[8]", "hnet.chunk_dim=4000", "hnet.temb_dim=8", "hnet.cemb_dim=8"]
+    return load_config(f"split_mnist_{scenario}_{method}", [*SMALL_REPLAY, *small_hnet, "target.hidden=[64]",
+                                                            "train.iters_per_task=40", f"benchmark.num_tasks={tasks}",
+                                                            *overrides])
 
 
 def run_cut_after_first_task(cfg: ExperimentConfig, run_dir: Path, data_root: Path) -> None:

@@ -41,7 +41,8 @@ def resolve_device(spec: str) -> torch.device:
 def subsystem_names(cfg: ExperimentConfig) -> list[str]:
     """The separately placeable parts of the configured method, main learner first."""
     return {"hnet": ["target_hnet"], "hypermask": ["target_hypermask"], "vae": ["replay_vae"],
-            "hnet_r": ["classifier", "replay_vae"]}[cfg.method.name]
+            "hnet_r": ["classifier", "replay_vae"],
+            "hnet_tir": ["target_hnet", "replay_vae", "task_inference"]}[cfg.method.name]
 
 
 def build_subsystem(name: str, cfg: ExperimentConfig, data_root: str | None = None,
@@ -49,11 +50,11 @@ def build_subsystem(name: str, cfg: ExperimentConfig, data_root: str | None = No
     """Load the benchmark onto the device and build one subsystem of the method."""
     from hypercl_core.methods.hnet import HnetLearner  # noqa: PLC0415
     from hypercl_core.methods.hypermask import HyperMaskLearner  # noqa: PLC0415
-    from hypercl_core.methods.replay_classifier import ReplayClassifier  # noqa: PLC0415
+    from hypercl_core.methods.replay_classifier import ReplayClassifier, TaskInferenceClassifier  # noqa: PLC0415
     from hypercl_core.replay.vae import HnetVAE  # noqa: PLC0415
 
     builders = {"target_hnet": HnetLearner, "target_hypermask": HyperMaskLearner, "replay_vae": HnetVAE,
-                "classifier": ReplayClassifier}
+                "classifier": ReplayClassifier, "task_inference": TaskInferenceClassifier}
     if name not in builders:
         raise ValueError(f"unknown subsystem {name!r}; known: {sorted(builders)}")
     dev = resolve_device(device or cfg.device)
@@ -65,9 +66,9 @@ def compose(cfg: ExperimentConfig, parts: dict[str, Subsystem]) -> Subsystem:
     """The method as one Subsystem over its parts (local objects or actor proxies)."""
     if len(parts) == 1:
         return next(iter(parts.values()))
-    from hypercl_core.methods.composite import ReplayMethod  # noqa: PLC0415
+    from hypercl_core.methods.composite import ReplayMethod, TaskInferenceMethod  # noqa: PLC0415
 
-    return {"hnet_r": ReplayMethod}[cfg.method.name](parts)
+    return {"hnet_r": ReplayMethod, "hnet_tir": TaskInferenceMethod}[cfg.method.name](parts)
 
 
 def build_learner(cfg: ExperimentConfig, data_root: str | None = None, device: str | None = None) -> Subsystem:

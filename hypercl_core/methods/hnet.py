@@ -91,8 +91,10 @@ class HnetLearner:
         return self.task_weights(self.embeddings.stacked(range(upto + 1)))
 
     @torch.no_grad()
-    def evaluate(self, upto: int) -> dict[str, list[float]]:
-        """Scores on tasks 0..upto: given task id, and (classification) inferred by entropy."""
+    def evaluate(self, upto: int, task_predictions: list[torch.Tensor] | None = None) -> dict[str, list[float]]:
+        """Scores on tasks 0..upto: given task id, and (classification) task inferred: by
+        entropy (HNET+ENT), or as `task_predictions` says (HNET+TIR: the task-inference
+        classifier's choice for every test image of each task)."""
         weights = self.generated_weights(upto)
         if self.bench.regression:
             return {"mse": [self._mse(j, weights[j]) for j in range(upto + 1)]}
@@ -102,10 +104,12 @@ class HnetLearner:
             given, inferred, task_ok, n = 0, 0, 0, 0
             for x, y in self.bench.tasks[j].test_batches(self.cfg.train.eval_batch_size):
                 given += (self.target(x, weights[j], j if self.heads > 1 else 0).argmax(-1) == y).sum().item()
-                n += len(y)
                 if not infer:
+                    n += len(y)
                     continue
-                t_hat, pred = self.infer(x, weights)
+                chosen = task_predictions[j][n : n + len(y)].to(x.device) if task_predictions is not None else None
+                n += len(y)
+                t_hat, pred = self.infer(x, weights, chosen)
                 task_ok += (t_hat == j).sum().item()
                 # CL3 needs the right task and class; CL2's shared head only the class.
                 right = (pred == y) & (t_hat == j) if self.heads > 1 else pred == y
@@ -116,15 +120,17 @@ class HnetLearner:
                 scores["task_inference_acc"].append(100.0 * task_ok / n)
         return scores
 
-    def infer(self, x: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """HNET+ENT: run every task's generated network, keep the least uncertain."""
+    def infer(self, x: torch.Tensor, weights: torch.Tensor,
+              chosen: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run every task's generated network on the batch and answer with the chosen task's:
+        the least uncertain one (HNET+ENT) unless the task per image is given."""
         heads = torch.arange(len(weights), device=x.device) if self.heads > 1 else 0
         logits = self.target(x, weights, heads)  # (T, N, k)
-        logp = logits.log_softmax(-1)
-        entropy = -(logp.exp() * logp).sum(-1)  # (T, N)
-        t_hat = entropy.argmin(0)
-        pred = logits[t_hat, torch.arange(len(x), device=x.device)].argmax(-1)
-        return t_hat, pred
+        if chosen is None:
+            logp = logits.log_softmax(-1)
+            chosen = (-(logp.exp() * logp).sum(-1)).argmin(0)  # lowest entropy, (N,)
+        pred = logits[chosen, torch.arange(len(x), device=x.device)].argmax(-1)
+        return chosen, pred
 
     def _mse(self, j: int, weights: torch.Tensor) -> float:
         task = self.bench.tasks[j]

@@ -78,7 +78,7 @@ class ReplayClassifier:
             loss = F.cross_entropy(self.logits(x, self.weights, t, t + 1), self.labels(y, t))
             if replay is not None:
                 images = replay.sample(per_task, gen)  # (t, per_task, pixels)
-                loss = 0.5 * loss + 0.5 * self._distill(images, teacher, t)
+                loss = 0.5 * loss + 0.5 * self.replay_loss(images, teacher, t)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -89,7 +89,7 @@ class ReplayClassifier:
         seconds = time.perf_counter() - start
         return {"train_s": seconds, "steps_per_s": cfg.train.iters_per_task / max(seconds, 1e-9)}
 
-    def _distill(self, images: torch.Tensor, teacher: torch.Tensor, t: int) -> torch.Tensor:
+    def replay_loss(self, images: torch.Tensor, teacher: torch.Tensor, t: int) -> torch.Tensor:
         """KL(teacher ‖ student) at temperature T, times T², over every replayed task at once."""
         losses = []
         for past in range(t):  # t forward passes of ceil(128/t) images: one replay batch
@@ -129,3 +129,43 @@ class ReplayClassifier:
     def load_state_dict(self, state: dict) -> None:
         with torch.no_grad():
             self.weights.copy_(state["weights"].to(self.device))
+
+
+class TaskInferenceClassifier(ReplayClassifier):
+    """HNET+TIR's task-inference network: which task does an image come from? One output
+    per task learned so far (a growing softmax), trained on the current task's real images
+    and hard-labelled replay of the earlier tasks; the HNET classifier then answers with
+    the weights of the task it picks."""
+
+    def __init__(self, cfg: ExperimentConfig, bench: Benchmark, device: torch.device):
+        self.cfg = cfg
+        self.bench = bench
+        self.device = device
+        self.scenario = "cl3"  # growing head, answers among every task learned so far
+        self.k = 1
+        self.target = TargetMLP(bench.input_dim, cfg.target.hidden, 1, bench.num_tasks, cfg.target.activation)
+        torch.manual_seed(cfg.seed + 1)  # not the same draw as the HNET classifier's
+        self.weights = nn.Parameter(self.target.init_weights().to(device))
+
+    def labels(self, y: torch.Tensor, task: int) -> torch.Tensor:
+        return torch.full_like(y, task)
+
+    def replay_loss(self, images: torch.Tensor, teacher: torch.Tensor, t: int) -> torch.Tensor:
+        x = images.reshape(-1, images.shape[-1])
+        tasks = torch.arange(t, device=x.device).repeat_interleave(images.shape[1])
+        return F.cross_entropy(self.logits(x, self.weights, 0, t + 1), tasks)
+
+    @torch.no_grad()
+    def predict_tasks(self, upto: int) -> list[torch.Tensor]:
+        """The chosen task for every test image of tasks 0..upto, in test order (on the CPU)."""
+        out = []
+        for j in range(upto + 1):
+            chosen = [self.logits(x, self.weights, 0, upto + 1).argmax(-1).cpu()
+                      for x, _ in self.bench.tasks[j].test_batches(self.cfg.train.eval_batch_size)]
+            out.append(torch.cat(chosen))
+        return out
+
+    @torch.no_grad()
+    def evaluate(self, upto: int) -> dict[str, list[float]]:
+        return {"task_inference_acc": [100.0 * float((p == j).float().mean()) for j, p in
+                                       enumerate(self.predict_tasks(upto))]}

@@ -8,11 +8,11 @@ from hypercl_core.experiment import resume_run, start_run
 from hypercl_core.methods import build_learner
 from hypercl_core.methods.composite import ReplayMethod
 from hypercl_core.methods.replay_classifier import replay_per_task
-from tests.conftest import run_cut_after_first_task, tiny_hnet_r
+from tests.conftest import run_cut_after_first_task, tiny_with_replay
 
 def test_replay_batch_has_ceil_128_over_t_images_per_earlier_task(data_root):
     assert [replay_per_task(t) for t in range(1, 6)] == [128, 64, 43, 32, 26]
-    learner = build_learner(tiny_hnet_r("cl1", 3), str(data_root))
+    learner = build_learner(tiny_with_replay("hnet_r", "cl1", 3), str(data_root))
     learner.learn_task(0)
     learner.learn_task(1)
     snapshot = learner.replay.replay_snapshot(2)
@@ -22,18 +22,18 @@ def test_replay_batch_has_ceil_128_over_t_images_per_earlier_task(data_root):
 
 
 def test_cl3_head_grows_with_the_tasks_learned(data_root):
-    learner = build_learner(tiny_hnet_r("cl3", 3), str(data_root)).classifier
+    learner = build_learner(tiny_with_replay("hnet_r", "cl3", 3), str(data_root)).classifier
     x = learner.bench.tasks[0].x_test[:5]
     assert [learner.logits(x, learner.weights, 0, known).shape[-1] for known in (1, 2, 3)] == [2, 4, 6]
 
 
 def test_tiny_runs_learn_and_resume_like_an_uninterrupted_run(tmp_path, data_root):
     for scenario in ("cl1", "cl2"):
-        results = start_run(tiny_hnet_r(scenario), tmp_path / scenario, data_root=str(data_root)).run(
+        results = start_run(tiny_with_replay("hnet_r", scenario), tmp_path / scenario, data_root=str(data_root)).run(
             show_progress=False)
         assert results["summary"]["final_acc"] > 70, scenario
         assert results["task_stats"][1]["replay_train_s"] > 0 and results["task_stats"][1]["classifier_train_s"] > 0
-    cfg = tiny_hnet_r("cl3")
+    cfg = tiny_with_replay("hnet_r", "cl3")
     whole = start_run(cfg, tmp_path / "whole", data_root=str(data_root)).run(show_progress=False)
 
     run_cut_after_first_task(cfg, tmp_path / "cut", data_root)

@@ -1,12 +1,13 @@
 """Subsystems as Ray actors: placement in the trial's bundles, and the same results as in-process."""
 
+import pytest
 import ray
 from ray.util.placement_group import placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from hypercl_core.methods import build_learner, compose
 from orchestrator.actors import ActorProxy, Placement, SubsystemActor, spawn_subsystems
-from tests.conftest import tiny, tiny_hnet_r
+from tests.conftest import tiny, tiny_with_replay
 
 
 def test_each_subsystem_gets_its_own_logical_gpu(data_root):
@@ -83,15 +84,17 @@ def test_a_dead_kept_actor_is_replaced(local_ray, data_root):
     assert replaced.learn_task(0)
 
 
-def test_hnet_r_subsystems_get_distinct_gpus_and_learn_as_in_process(data_root):
-    """The classifier and the replay VAE of an HNET+R trial: one logical GPU each, learning
-    each task side by side, with exactly the numbers of the same method in one process."""
-    cfg = tiny_hnet_r("cl2", 2, "train.iters_per_task=15")
+@pytest.mark.parametrize("method, parts", [("hnet_r", ["classifier", "replay_vae"]),
+                                           ("hnet_tir", ["target_hnet", "replay_vae", "task_inference"])])
+def test_replay_methods_put_each_subsystem_on_its_own_gpu_and_learn_as_in_process(data_root, method, parts):
+    """HNET+R's two and HNET+TIR's three subsystems: one logical GPU each, learning each
+    task side by side, with exactly the numbers of the same method in one process."""
+    cfg = tiny_with_replay(method, "cl2", 2, "train.iters_per_task=15")
     ray.shutdown()
-    ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, logging_level="ERROR")
+    ray.init(num_cpus=2, num_gpus=len(parts), include_dashboard=False, logging_level="ERROR")
     try:
         placement = Placement(gpus_per_subsystem=1)
-        group = placement_group(placement.bundles(2))
+        group = placement_group(placement.bundles(len(parts)))
         ray.get(group.ready())
 
         @ray.remote(num_cpus=0)
@@ -108,8 +111,8 @@ def test_hnet_r_subsystems_get_distinct_gpus_and_learn_as_in_process(data_root):
         remove_placement_group(group)
     finally:
         ray.shutdown()
-    assert [w["subsystem"] for w in where] == ["classifier", "replay_vae"]
-    assert len({w["gpu_ids"][0] for w in where}) == 2
+    assert [w["subsystem"] for w in where] == parts
+    assert len({w["gpu_ids"][0] for w in where}) == len(parts)
     local = build_learner(cfg, str(data_root))
     for t in range(2):
         local.learn_task(t)

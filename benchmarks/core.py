@@ -62,6 +62,21 @@ ENTRIES: dict[str, tuple[str, list[str], list[tuple[str, str, str, str]]]] = {
         ("PermutedMNIST-10", "CL1", "HyperMask", "steps_per_s"),
         ("PermutedMNIST-10", "CL1", "HyperMask", "wall_s"),
     ]),
+    **{f"hnet_r_split_{sc}": (f"split_mnist_{sc}_hnet_r", [], [
+        ("SplitMNIST", sc.upper(), "HNET+R", "final_acc"),
+        ("SplitMNIST", sc.upper(), "HNET+R", "during_acc"),
+        ("SplitMNIST", sc.upper(), "HNET+R", "wall_s"),
+    ]) for sc in ("cl1", "cl2", "cl3")},
+    **{f"hnet_tir_split_{sc}": (f"split_mnist_{sc}_hnet_tir", [], [
+        ("SplitMNIST", sc.upper(), "HNET+TIR", "final_acc"),
+        ("SplitMNIST", sc.upper(), "HNET+TIR", "final_task_inference_acc"),
+        ("SplitMNIST", sc.upper(), "HNET+TIR", "wall_s"),
+    ]) for sc in ("cl2", "cl3")},
+    "hnet_tir_perm_cl3": ("permuted_mnist10_cl3_hnet_tir", [], [
+        ("PermutedMNIST-10", "CL3", "HNET+TIR", "final_acc"),
+        ("PermutedMNIST-10", "CL3", "HNET+TIR", "final_task_inference_acc"),
+        ("PermutedMNIST-10", "CL3", "HNET+TIR", "wall_s"),
+    ]),
     "regression": ("regression1d", [], [("1D regression", "CL1", "HNET", "final_mse")]),
     "regression_finetune": ("regression1d", ["method.beta=0"],
                             [("1D regression", "CL1", "fine-tuning (beta=0)", "final_mse")]),

@@ -22,6 +22,12 @@ REFERENCE = {
     ("SplitMNIST", "CL3 (multi-head CL1 run, task inferred)", "HNET+ENT", "final_acc_task_inferred"):
         (69.48, ">= 67"),
     ("SplitMNIST", "CL1", "HyperMask", "final_acc"): ("", ">= 99.5"),
+    ("SplitMNIST", "CL1", "HNET+R", "final_acc"): (99.83, ">= 99.7"),
+    ("SplitMNIST", "CL2", "HNET+R", "final_acc"): (98.00, ">= 97.5"),
+    ("SplitMNIST", "CL3", "HNET+R", "final_acc"): (95.30, ">= 94.5"),
+    ("SplitMNIST", "CL2", "HNET+TIR", "final_acc"): (94.43, ">= 93.5"),
+    ("SplitMNIST", "CL3", "HNET+TIR", "final_acc"): (89.59, ">= 88.5"),
+    ("PermutedMNIST-10", "CL3", "HNET+TIR", "final_acc"): (97.59, ">= 97.0"),
     ("PermutedMNIST-10", "CL1", "HyperMask", "final_acc"): ("", ">= 97.0"),
 }
 

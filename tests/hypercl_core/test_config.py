@@ -1,5 +1,6 @@
 import pytest
 
+from hypercl_core.accounting import count_params
 from hypercl_core.config import available_presets, config_from_flat, load_config
 from hypercl_core.errors import ConfigError
 
@@ -8,9 +9,13 @@ def test_every_preset_loads_and_validates():
     names = available_presets()
     assert {"split_mnist_cl1", "split_mnist_cl2", "split_mnist_cl3", "permuted_mnist10_cl1",
             "permuted_mnist10_cl2", "permuted_mnist10_cl3", "regression1d"} <= set(names)
+    for method in ("hypermask", "hnet_r", "hnet_tir"):  # every method on both MNIST benchmarks
+        for bench in ("split_mnist", "permuted_mnist10"):
+            assert any(n.startswith(bench) and n.endswith(method) for n in names), (bench, method)
     for name in names:
         cfg = load_config(name)
         assert cfg.benchmark.num_tasks >= 1
+        assert count_params(cfg).compression_ratio > 0
 
 
 def test_extends_merges_parent_and_overrides_win():

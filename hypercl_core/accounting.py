@@ -71,7 +71,7 @@ def hnet_weights(h: HnetConfig, outputs: int) -> int:
 def count_params(cfg: ExperimentConfig) -> ParamCounts:
     """The main hypernetwork against what it generates: the classifier's target (HNET,
     HyperMask) or, where only the replay model has one (VAE alone, HNET+R), the VAE's decoder."""
-    if cfg.method.name in ("vae", "hnet_r"):
+    if cfg.method.name in ("replay", "hnet_r"):
         decoder = mlp_weights(decoder_layer_dims(cfg))
         h = cfg.replay.hnet
         return ParamCounts(decoder, hnet_weights(h, decoder), cfg.benchmark.num_tasks * h.temb_dim)

@@ -76,11 +76,12 @@ class HnetConfig(_Section):
 class MethodConfig(_Section):
     # hnet: the hypernetwork generates the target weights (von Oswald et al. 2020).
     # hypermask: shared target weights, the hypernetwork generates per-task masks (Książek & Spurek 2023).
-    # vae: only the hnet-protected replay VAE (section `replay`), learning to generate each task.
+    # replay: only the hnet-protected replay model (section `replay`: VAE or GAN), learning to
+    # generate each task.
     # hnet_r: HNET+R, an ordinary classifier (section `target`) replaying that VAE.
     # hnet_tir: HNET+TIR, the HNET classifier answering for the task a task-inference
     # classifier (section `target`'s layers) picks; the latter replays the VAE.
-    name: Literal["hnet", "hypermask", "vae", "hnet_r", "hnet_tir"] = "hnet"
+    name: Literal["hnet", "hypermask", "replay", "hnet_r", "hnet_tir"] = "hnet"
     beta: float = Field(0.01, ge=0)
     lookahead: bool = True
     # Regularize a random subset of at most K previous tasks per step.
@@ -92,12 +93,16 @@ class MethodConfig(_Section):
 
 
 class ReplayConfig(_Section):
-    """The hnet-protected VAE: an ordinary encoder, and a decoder whose weights a chunked
-    hypernetwork generates, conditioned on a fixed random vector per task. It trains with
-    the `train` section's iterations, batch size and learning rate, as the authors' did."""
+    """The hnet-protected replay model: a decoder (VAE) or generator (GAN) whose weights a
+    chunked hypernetwork generates, conditioned on a fixed random vector per task, beside an
+    ordinary encoder (VAE) or discriminator (GAN). It trains with the `train` section's
+    iterations, batch size and learning rate, as the authors' did."""
 
-    encoder_hidden: list[int] = Field(default_factory=lambda: [400, 400], min_length=1)
-    decoder_hidden: list[int] = Field(default_factory=lambda: [250, 350], min_length=1)
+    model: Literal["vae", "gan"] = "vae"
+    encoder_hidden: list[int] = Field(default_factory=lambda: [400, 400], min_length=1)  # VAE
+    decoder_hidden: list[int] = Field(default_factory=lambda: [250, 350], min_length=1)  # decoder / generator
+    discriminator_hidden: list[int] = Field(default_factory=lambda: [400, 400], min_length=1)  # GAN
+    dropout: float = Field(0.4, ge=0, lt=1)  # GAN discriminator
     latent_dim: int = Field(100, ge=1)  # z, and the per-task condition vector
     hnet: HnetConfig = Field(default_factory=lambda: HnetConfig(chunk_dim=50000))
     beta: float = Field(0.01, ge=0)
@@ -105,7 +110,7 @@ class ReplayConfig(_Section):
 
     @model_validator(mode="after")
     def _positive(self) -> "ReplayConfig":
-        if any(h < 1 for h in self.encoder_hidden + self.decoder_hidden):
+        if any(h < 1 for h in self.encoder_hidden + self.decoder_hidden + self.discriminator_hidden):
             raise ValueError("layer sizes must be >= 1")
         return self
 
@@ -147,15 +152,18 @@ class ExperimentConfig(_Section):
                 raise ValueError("hypermask's output regularizer has no lookahead: set method.lookahead=false")
             if self.benchmark.name == "regression1d":
                 raise ValueError("hypermask is for classification benchmarks; use method.name=hnet for regression1d")
-        uses_replay = self.method.name in ("vae", "hnet_r", "hnet_tir")
+        uses_replay = self.method.name in ("replay", "hnet_r", "hnet_tir")
         if uses_replay and self.replay is None:
-            raise ValueError(f"method {self.method.name} needs a replay section; start from a *_vae, *_hnet_r or "
-                             "*_hnet_tir preset or --set replay.beta=0.01")
+            raise ValueError(f"method {self.method.name} needs a replay section; start from a class_mnist_*, "
+                             "*_hnet_r or *_hnet_tir preset or --set replay.beta=0.01")
         if not uses_replay and self.replay is not None:
             raise ValueError(f"method {self.method.name} has no replay model; remove the replay section")
-        if self.benchmark.name == "class_mnist" and self.method.name != "vae":
+        if self.benchmark.name == "class_mnist" and self.method.name != "replay":
             raise ValueError("class_mnist has one class per task, so only replay models learn it; "
-                             "use method.name=vae")
+                             "use method.name=replay")
+        if self.method.name in ("hnet_r", "hnet_tir") and self.replay.model != "vae":
+            raise ValueError(f"{self.method.name} replays from the VAE (the GAN was not used for replay); "
+                             "set replay.model=vae")
         if self.method.name == "hnet_tir" and self.benchmark.scenario == "cl1":
             raise ValueError("hnet_tir infers the task, which CL1 gives; use method.name=hnet for cl1")
         if uses_replay and self.benchmark.name == "regression1d":

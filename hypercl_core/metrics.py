@@ -15,14 +15,14 @@ import numpy as np
 
 from hypercl_core.config import ExperimentConfig
 
-LOSSES = ("mse", "nll")  # scores where lower is better
+LOSSES = ("mse", "nll", "sample_drift")  # scores where lower is better
 
 
 def primary_metric(cfg: ExperimentConfig) -> str:
     """The matrix a run is judged by: accuracy with the task given (CL1) or inferred
     (CL2/CL3), MSE for regression, negative ELBO for a replay model learned on its own."""
-    if cfg.method.name == "vae":
-        return "nll"
+    if cfg.method.name == "replay":
+        return "nll" if cfg.replay.model == "vae" else "sample_drift"
     if cfg.benchmark.name == "regression1d":
         return "mse"
     return "acc_task_given" if cfg.benchmark.scenario == "cl1" else "acc_task_inferred"

@@ -40,7 +40,7 @@ def resolve_device(spec: str) -> torch.device:
 
 def subsystem_names(cfg: ExperimentConfig) -> list[str]:
     """The separately placeable parts of the configured method, main learner first."""
-    return {"hnet": ["target_hnet"], "hypermask": ["target_hypermask"], "vae": ["replay_vae"],
+    return {"hnet": ["target_hnet"], "hypermask": ["target_hypermask"], "replay": [f"replay_{cfg.replay and cfg.replay.model}"],
             "hnet_r": ["classifier", "replay_vae"],
             "hnet_tir": ["target_hnet", "replay_vae", "task_inference"]}[cfg.method.name]
 
@@ -51,9 +51,10 @@ def build_subsystem(name: str, cfg: ExperimentConfig, data_root: str | None = No
     from hypercl_core.methods.hnet import HnetLearner  # noqa: PLC0415
     from hypercl_core.methods.hypermask import HyperMaskLearner  # noqa: PLC0415
     from hypercl_core.methods.replay_classifier import ReplayClassifier, TaskInferenceClassifier  # noqa: PLC0415
+    from hypercl_core.replay.gan import HnetGAN  # noqa: PLC0415
     from hypercl_core.replay.vae import HnetVAE  # noqa: PLC0415
 
-    builders = {"target_hnet": HnetLearner, "target_hypermask": HyperMaskLearner, "replay_vae": HnetVAE,
+    builders = {"target_hnet": HnetLearner, "target_hypermask": HyperMaskLearner, "replay_vae": HnetVAE, "replay_gan": HnetGAN,
                 "classifier": ReplayClassifier, "task_inference": TaskInferenceClassifier}
     if name not in builders:
         raise ValueError(f"unknown subsystem {name!r}; known: {sorted(builders)}")

@@ -22,18 +22,24 @@ def decode_logits(decoder: TargetMLP, weights: torch.Tensor, z: torch.Tensor, co
     return decoder(torch.cat([z, cond], dim=-1), weights)
 
 
+def to_pixels(raw: torch.Tensor, output: str) -> torch.Tensor:
+    """Generator outputs as images in [0, 1]: sigmoid (VAE) or tanh rescaled (GAN)."""
+    return torch.sigmoid(raw) if output == "sigmoid" else (torch.tanh(raw) + 1) / 2
+
+
 @dataclass
 class ReplaySnapshot:
     decoder_dims: list[int]  # [latent + condition, *hidden, pixels]
     weights: torch.Tensor  # (tasks, decoder weights), one generated decoder per earlier task
     conditions: torch.Tensor  # (tasks, latent)
+    output: str = "sigmoid"
 
     @property
     def num_tasks(self) -> int:
         return len(self.weights)
 
     def to(self, device: torch.device) -> "ReplaySnapshot":
-        return ReplaySnapshot(self.decoder_dims, self.weights.to(device), self.conditions.to(device))
+        return ReplaySnapshot(self.decoder_dims, self.weights.to(device), self.conditions.to(device), self.output)
 
     @torch.no_grad()
     def sample(self, per_task: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -42,4 +48,4 @@ class ReplaySnapshot:
         decoder = TargetMLP(in_dim, hidden, out_dim, 1, "relu")
         latent = self.conditions.shape[1]
         z = torch.randn(self.num_tasks, per_task, latent, generator=generator, device=self.weights.device)
-        return torch.sigmoid(decode_logits(decoder, self.weights, z, self.conditions))
+        return to_pixels(decode_logits(decoder, self.weights, z, self.conditions), self.output)

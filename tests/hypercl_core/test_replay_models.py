@@ -1,4 +1,4 @@
-"""The hnet-protected replay VAE on class-incremental MNIST (tiny runs on real data)."""
+"""The hnet-protected replay models (VAE, GAN) on class-incremental MNIST (tiny runs on real data)."""
 
 from __future__ import annotations
 
@@ -71,11 +71,37 @@ def test_accounting_equals_the_built_modules(data_root):
 
 
 @pytest.mark.parametrize("preset, overrides, message", [
-    ("split_mnist_cl1", ["method.name=vae"], "needs a replay section"),
+    ("split_mnist_cl1", ["method.name=replay"], "needs a replay section"),
     ("split_mnist_cl1", ["replay.beta=0.01"], "has no replay model"),
-    ("split_mnist_cl1", ["benchmark.name=class_mnist"], "use method.name=vae"),
+    ("split_mnist_cl1", ["benchmark.name=class_mnist"], "use method.name=replay"),
     ("class_mnist_vae", ["benchmark.num_tasks=11"], "at most 10"),
 ])
 def test_bad_replay_configs_name_the_fix(preset, overrides, message):
     with pytest.raises(ConfigError, match=message):
         load_config(preset, overrides)
+
+
+def tiny_gan(*overrides: str, tasks: int = 2, iters: int = 30):
+    small = ["replay.decoder_hidden=[32, 64]", "replay.discriminator_hidden=[64]", "replay.latent_dim=8",
+             "replay.hnet.hidden=[8]", "replay.hnet.chunk_dim=4000", "replay.hnet.temb_dim=8",
+             "replay.hnet.cemb_dim=8", "device=cpu", "train.lr=0.001"]
+    return load_config("class_mnist_gan", [*small, f"benchmark.num_tasks={tasks}", f"train.iters_per_task={iters}",
+                                           *overrides])
+
+
+def test_gan_generates_images_keeps_digits_and_round_trips(tmp_path, data_root):
+    protected = start_run(tiny_gan(), tmp_path / "p", data_root=str(data_root)).run(show_progress=False)
+    unprotected = start_run(tiny_gan("replay.beta=0"), tmp_path / "u", data_root=str(data_root)).run(
+        show_progress=False)
+    assert set(protected["matrices"]) == {"sample_drift"}
+    assert protected["summary"]["final_sample_drift"] * 3 < unprotected["summary"]["final_sample_drift"]
+    exp = resume_run(tmp_path / "p", data_root=str(data_root))
+    images = exp.learner.sample([0, 1], 4, torch.Generator().manual_seed(0))
+    assert images.shape == (2, 4, 784) and images.min() >= 0 and images.max() <= 1
+    assert torch.allclose(exp.learner.kept_samples([0])[0], exp.learner.kept_samples([0, 1])[0], atol=1e-6)
+    assert main(["samples", str(tmp_path / "p"), "--data-root", str(data_root)]) == 0
+
+
+def test_hnet_r_refuses_gan_replay():
+    with pytest.raises(ConfigError, match="set replay.model=vae"):
+        load_config("split_mnist_cl1_hnet_r", ["replay.model=gan"])

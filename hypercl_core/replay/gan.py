@@ -1,0 +1,61 @@
+"""The hnet-protected GAN (paper appendix, Fig. A8): a conditional generator whose
+weights a hypernetwork generates per task, and an ordinary discriminator.
+
+Least-squares loss in its Pearson χ² form: the discriminator pushes real images
+to 1 and generated ones to -1, the generator pushes its images to 0. Data are
+scaled to [-1, 1] to match the generator's tanh. The discriminator sees the
+task's condition vector next to the image and is updated once per generator
+step, inside the same protected task loop as the VAE (so the generator's
+hypernetwork gets the output regularizer with lookahead).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from hypercl_core.config import ExperimentConfig
+from hypercl_core.data.tasks import Benchmark
+from hypercl_core.methods import Progress
+from hypercl_core.replay.generator import HnetGenerator, mlp
+
+
+class HnetGAN(HnetGenerator):
+    output = "tanh"
+
+    def __init__(self, cfg: ExperimentConfig, bench: Benchmark, device: torch.device):
+        super().__init__(cfg, bench, device)
+        r = cfg.replay
+        dims = [bench.input_dim + r.latent_dim, *r.discriminator_hidden]
+        self.discriminator = nn.Sequential(*mlp(dims, r.dropout), nn.Linear(dims[-1], 1)).to(device)
+
+    def extra_modules(self) -> dict[str, nn.Module]:
+        return {"discriminator": self.discriminator}
+
+    def critic(self, images: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        return self.discriminator(torch.cat([images, cond], dim=-1)).squeeze(-1)
+
+    def learn_task(self, t: int, progress: Progress | None = None) -> dict[str, float]:
+        cfg, task = self.cfg, self.bench.tasks[t]
+        d_opt = torch.optim.Adam(self.discriminator.parameters(), lr=cfg.train.lr)
+        self.discriminator.train()
+
+        def step_loss(emb: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+            idx = torch.randint(task.num_train, (cfg.train.batch_size,), generator=gen, device=self.device)
+            real = task.inputs(task.x_train[idx]) * 2 - 1
+            z = torch.randn(len(real), cfg.replay.latent_dim, generator=gen, device=self.device)
+            cond = self.conditions[t].expand(len(real), -1)
+            fake = torch.tanh(self.decoder(torch.cat([z, cond], dim=-1), self.hnet(emb.unsqueeze(0))[0]))
+            d_opt.zero_grad(set_to_none=True)
+            d_loss = 0.5 * ((self.critic(real, cond) - 1).pow(2).mean() + (self.critic(fake.detach(), cond) + 1).pow(2).mean())
+            d_loss.backward()
+            d_opt.step()
+            return 0.5 * self.critic(fake, cond).pow(2).mean()
+
+        stats = self.learn_generator_task(t, step_loss, [], progress)
+        self.discriminator.eval()
+        return stats
+
+    @torch.no_grad()
+    def evaluate(self, upto: int) -> dict[str, list[float]]:
+        return {"sample_drift": self.sample_drift(upto)}

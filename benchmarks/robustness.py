@@ -52,8 +52,10 @@ def main() -> None:
         for item in args.overrides:
             cmd += ["--set", item]
     start = time.perf_counter()
-    subprocess.run(cmd, check=False)
+    returncode = subprocess.run(cmd, check=False).returncode
     wall = time.perf_counter() - start
+    if returncode == 130:
+        sys.exit(f"interrupted: nothing recorded; finish it with --resume {args.out / 'sweeps' / name}")
 
     folder = args.out / "sweeps" / name
     rows = list(csv.DictReader((folder / "study.csv").open()))

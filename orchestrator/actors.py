@@ -77,8 +77,8 @@ class SubsystemActor:
         """Any subsystem method, for calls the method driver starts in the background."""
         return getattr(self.subsystem, method)(*args, **kwargs)
 
-    def evaluate(self, upto: int) -> dict[str, list[float]]:
-        return self.subsystem.evaluate(upto)
+    def evaluate(self, upto: int, **kwargs) -> dict[str, list[float]]:
+        return self.subsystem.evaluate(upto, **kwargs)
 
     def state_dict(self) -> dict:
         return self.subsystem.state_dict()
@@ -111,11 +111,14 @@ class ActorProxy:
     def submit(self, method: str, *args, progress: Progress | None = None, **kwargs) -> "_Remote":
         return _Remote(self.handle.call.remote(method, *args, **kwargs))
 
-    def replay_snapshot(self, t: int):
-        return ray.get(self.handle.call.remote("replay_snapshot", t))
+    def evaluate(self, upto: int, **kwargs) -> dict[str, list[float]]:
+        return ray.get(self.handle.evaluate.remote(upto, **kwargs))
 
-    def evaluate(self, upto: int) -> dict[str, list[float]]:
-        return ray.get(self.handle.evaluate.remote(upto))
+    def __getattr__(self, method: str):
+        """Any other subsystem method (replay_snapshot, predict_tasks, ...), as a blocking call."""
+        if method.startswith("_"):
+            raise AttributeError(method)
+        return lambda *args, **kwargs: ray.get(self.handle.call.remote(method, *args, **kwargs))
 
     def state_dict(self) -> dict:
         return ray.get(self.handle.state_dict.remote())

@@ -19,6 +19,7 @@ import ray
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from hypercl_core.config import ExperimentConfig, build_config
+from hypercl_core.errors import UserError
 from hypercl_core.methods import Progress, build_subsystem, subsystem_names
 
 # The trial's own bundle only drives the actors and logs; it needs little CPU.
@@ -38,6 +39,17 @@ class Placement:
     def bundles(self, num_subsystems: int) -> list[dict[str, float]]:
         each = {"GPU": self.gpus_per_subsystem} if self.gpus_per_subsystem else {"CPU": self.cpus_per_subsystem}
         return [dict(TRIAL_BUNDLE)] + [dict(each) for _ in range(num_subsystems)]
+
+    def check_fits(self, num_subsystems: int, resources: dict[str, float]) -> None:
+        """A trial that asks for more than the machine has would wait forever; say so instead."""
+        need: dict[str, float] = {}
+        for bundle in self.bundles(num_subsystems):
+            for key, amount in bundle.items():
+                need[key] = need.get(key, 0) + amount
+        for key, amount in need.items():
+            if amount > resources.get(key, 0) + 1e-9:
+                raise UserError(f"one trial needs {amount:g} {key} ({num_subsystems} subsystems) but this Ray cluster has "
+                                f"{resources.get(key, 0):g}; lower --cpus-per-subsystem (e.g. 0.5) or use a bigger cluster")
 
     def actor_options(self) -> dict[str, float]:
         if self.gpus_per_subsystem:

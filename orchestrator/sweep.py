@@ -198,6 +198,8 @@ def _pin_placement(spec: SweepSpec, local: bool):
     placement = auto_placement(spec.gpus_per_subsystem, spec.cpus_per_subsystem)
     if local and placement.gpus_per_subsystem and ray.cluster_resources().get("GPU", 0) < 1:
         raise UserError("--gpus-per-subsystem 1 but this machine has no GPU; drop the flag or use --address")
+    if local:  # a remote cluster may still be scaling up
+        placement.check_fits(len(subsystem_names(spec.config)), ray.cluster_resources())
     spec.gpus_per_subsystem = placement.gpus_per_subsystem
     return placement
 

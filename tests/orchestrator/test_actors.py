@@ -117,3 +117,13 @@ def test_replay_methods_put_each_subsystem_on_its_own_gpu_and_learn_as_in_proces
     for t in range(2):
         local.learn_task(t)
     assert local.evaluate(1) == remote_scores
+
+
+def test_a_trial_larger_than_the_machine_is_refused_in_one_line():
+    from hypercl_core.errors import UserError  # noqa: PLC0415
+
+    Placement(cpus_per_subsystem=0.5).check_fits(3, {"CPU": 2.0})  # 0.25 + 3 x 0.5 fits
+    with pytest.raises(UserError, match="one trial needs 2.5 CPU .3 subsystems. but this Ray cluster has 2; lower"):
+        Placement().check_fits(3, {"CPU": 2.0})
+    with pytest.raises(UserError, match="needs 3 GPU"):
+        Placement(gpus_per_subsystem=1).check_fits(3, {"CPU": 2.0, "GPU": 1.0})

@@ -24,6 +24,7 @@ from torch import nn
 from hypercl_core.accounting import num_heads
 from hypercl_core.config import ExperimentConfig
 from hypercl_core.data.tasks import Benchmark
+from hypercl_core.hnets.protected import PROGRESS_EVERY
 from hypercl_core.methods import Progress
 from hypercl_core.nets.mlp import TargetMLP
 from hypercl_core.replay.snapshot import ReplaySnapshot
@@ -43,12 +44,15 @@ class ReplayClassifier:
         self.cfg = cfg
         self.bench = bench
         self.device = device
-        self.scenario = cfg.benchmark.scenario
-        self.k = bench.outputs_per_task
-        self.target = TargetMLP(bench.input_dim, cfg.target.hidden, self.k, num_heads(cfg.benchmark),
-                                cfg.target.activation)
-        torch.manual_seed(cfg.seed)
+        self.scenario, self.k, heads, seed = self.layout(cfg, bench)
+        self.target = TargetMLP(bench.input_dim, cfg.target.hidden, self.k, heads, cfg.target.activation)
+        torch.manual_seed(seed)
         self.weights = nn.Parameter(self.target.init_weights().to(device))
+
+    @staticmethod
+    def layout(cfg: ExperimentConfig, bench: Benchmark) -> tuple[str, int, int, int]:
+        """(scenario, outputs per head, heads, init seed)."""
+        return cfg.benchmark.scenario, bench.outputs_per_task, num_heads(cfg.benchmark), cfg.seed
 
     def logits(self, x: torch.Tensor, weights: torch.Tensor, task: int, known: int) -> torch.Tensor:
         """Outputs that answer for `task` when `known` tasks have been met (CL3's growing head)."""
@@ -82,10 +86,10 @@ class ReplayClassifier:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            if progress is not None and (step + 1) % 25 == 0:
-                progress(25)
+            if progress is not None and (step + 1) % PROGRESS_EVERY == 0:
+                progress(PROGRESS_EVERY)
         if progress is not None:
-            progress(cfg.train.iters_per_task % 25)
+            progress(cfg.train.iters_per_task % PROGRESS_EVERY)
         seconds = time.perf_counter() - start
         return {"train_s": seconds, "steps_per_s": cfg.train.iters_per_task / max(seconds, 1e-9)}
 
@@ -137,15 +141,10 @@ class TaskInferenceClassifier(ReplayClassifier):
     and hard-labelled replay of the earlier tasks; the HNET classifier then answers with
     the weights of the task it picks."""
 
-    def __init__(self, cfg: ExperimentConfig, bench: Benchmark, device: torch.device):
-        self.cfg = cfg
-        self.bench = bench
-        self.device = device
-        self.scenario = "cl3"  # growing head, answers among every task learned so far
-        self.k = 1
-        self.target = TargetMLP(bench.input_dim, cfg.target.hidden, 1, bench.num_tasks, cfg.target.activation)
-        torch.manual_seed(cfg.seed + 1)  # not the same draw as the HNET classifier's
-        self.weights = nn.Parameter(self.target.init_weights().to(device))
+    @staticmethod
+    def layout(cfg: ExperimentConfig, bench: Benchmark) -> tuple[str, int, int, int]:
+        # A growing head with one output per task; not the HNET classifier's initial draw.
+        return "cl3", 1, bench.num_tasks, cfg.seed + 1
 
     def labels(self, y: torch.Tensor, task: int) -> torch.Tensor:
         return torch.full_like(y, task)

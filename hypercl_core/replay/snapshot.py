@@ -8,6 +8,7 @@ task.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -41,11 +42,15 @@ class ReplaySnapshot:
     def to(self, device: torch.device) -> "ReplaySnapshot":
         return ReplaySnapshot(self.decoder_dims, self.weights.to(device), self.conditions.to(device), self.output)
 
+    @functools.cached_property
+    def decoder(self) -> TargetMLP:
+        """Built once: a classifier samples from the snapshot at every training step."""
+        in_dim, *hidden, out_dim = self.decoder_dims
+        return TargetMLP(in_dim, hidden, out_dim, 1, "relu")
+
     @torch.no_grad()
     def sample(self, per_task: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """(tasks, per_task, pixels) images in [0, 1]: every earlier task in one batched decoder call."""
-        in_dim, *hidden, out_dim = self.decoder_dims
-        decoder = TargetMLP(in_dim, hidden, out_dim, 1, "relu")
         latent = self.conditions.shape[1]
         z = torch.randn(self.num_tasks, per_task, latent, generator=generator, device=self.weights.device)
-        return to_pixels(decode_logits(decoder, self.weights, z, self.conditions), self.output)
+        return to_pixels(decode_logits(self.decoder, self.weights, z, self.conditions), self.output)

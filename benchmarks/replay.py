@@ -1,8 +1,9 @@
-"""The replay VAE on class-incremental MNIST: sample grid and classifier agreement.
+"""A replay model (VAE or GAN) on class-incremental MNIST: sample grid and classifier agreement.
 
-    python benchmarks/replay.py [--iters 2000] [--seed 0]
+    python benchmarks/replay.py [--model vae|gan] [--iters N] [--seed 0]
 
-1. `hypercl run --config class_mnist_vae` learns the ten digits one after another.
+1. `hypercl run --config class_mnist_<model>` learns the ten digits one after another
+   (--iters overrides the preset's iterations per digit).
 2. `hypercl samples` draws the grid: per digit, samples right after learning it
    and after learning all ten (the paper's Fig. A8).
 3. An MNIST classifier trained here, independently of the VAE (an MLP on the
@@ -54,17 +55,23 @@ def train_judge(seed: int) -> tuple[torch.nn.Module, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--iters", type=int, default=2000)
+    parser.add_argument("--model", choices=("vae", "gan"), default="vae")
+    parser.add_argument("--iters", type=int, default=None, help="iterations per digit (default: the preset's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("runs/benchmarks"))
     args = parser.parse_args()
     bin_dir = Path(sys.executable).parent
-    name = f"class_mnist_vae-it{args.iters}-seed{args.seed}"
+    preset = f"class_mnist_{args.model}"
+    name = f"{preset}-it{args.iters or 'preset'}-seed{args.seed}"
     run_dir = args.out / name
-    cmd = ["hypercl", "run", "--config", "class_mnist_vae", "--set", f"train.iters_per_task={args.iters}", "--set",
-           f"seed={args.seed}", "--runs-dir", str(args.out), "--name", name, "--no-progress"]
+    iters = ["--set", f"train.iters_per_task={args.iters}"] if args.iters else []
+    cmd = ["hypercl", "run", "--config", preset, *iters, "--set", f"seed={args.seed}", "--runs-dir", str(args.out),
+           "--name", name, "--no-progress"]
     start = time.perf_counter()
-    if not (run_dir / "results.json").is_file():
+    resumed = (run_dir / "checkpoint.pt").is_file()
+    if resumed and not (run_dir / "results.json").is_file():
+        subprocess.run([str(bin_dir / "hypercl"), "run", "--resume", str(run_dir), "--no-progress"], check=True)
+    elif not (run_dir / "results.json").is_file():
         subprocess.run([str(bin_dir / "hypercl"), *cmd[1:]], check=True)
     wall = time.perf_counter() - start
     subprocess.run([str(bin_dir / "hypercl"), "samples", str(run_dir)], check=True)
@@ -83,20 +90,28 @@ def main() -> None:
 
     docs = ROOT / "docs" / "replay"
     docs.mkdir(parents=True, exist_ok=True)
-    shutil.copy(run_dir / "samples.png", docs / "class_mnist_vae_samples.png")
-    summary = json.loads((run_dir / "results.json").read_text())["summary"]
-    command = shlex.join(["python", "benchmarks/replay.py", "--iters", str(args.iters), "--seed", str(args.seed)])
-    scenario = f"class-incremental, 10 digits, {args.iters} it/task"
-    merge([
-        record("Replay VAE (MNIST)", scenario, "hnet-protected VAE", "sample_agreement_after_all", agreement,
-               [args.seed], wall, command, per_digit=[round(v, 1) for v in per_digit], judge_test_acc=round(judge_acc, 2)),
-        record("Replay VAE (MNIST)", scenario, "hnet-protected VAE", "final_sample_drift",
-               summary["final_sample_drift"], [args.seed], wall, command),
-        record("Replay VAE (MNIST)", scenario, "hnet-protected VAE", "final_nll", summary["final_nll"], [args.seed],
-               wall, command, during_nll=round(summary["during_nll"], 2)),
-    ])
+    grid = docs / f"{preset}_samples.png"
+    shutil.copy(run_dir / "samples.png", grid)
+    results = json.loads((run_dir / "results.json").read_text())
+    summary = results["summary"]
+    # A resumed run's process saw only part of the work: take the run's own train + eval time.
+    wall = summary["wall_s"] if resumed else wall
+    command = shlex.join(["python", "benchmarks/replay.py", "--model", args.model, "--seed", str(args.seed),
+                          *(["--iters", str(args.iters)] if args.iters else [])])
+    scenario = f"class-incremental, 10 digits, {results['config']['train']['iters_per_task']} it/task"
+    bench, method = f"Replay {args.model.upper()} (MNIST)", f"hnet-protected {args.model.upper()}"
+    records = [
+        record(bench, scenario, method, "sample_agreement_after_all", agreement, [args.seed], wall, command,
+               per_digit=[round(v, 1) for v in per_digit], judge_test_acc=round(judge_acc, 2)),
+        record(bench, scenario, method, "final_sample_drift", summary["final_sample_drift"], [args.seed], wall,
+               command),
+    ]
+    if "final_nll" in summary:  # the GAN has no likelihood
+        records.append(record(bench, scenario, method, "final_nll", summary["final_nll"], [args.seed], wall, command,
+                              during_nll=round(summary["during_nll"], 2)))
+    merge(records)
     print(f"agreement {agreement:.1f}% (per digit {[round(v, 1) for v in per_digit]}), judge test acc "
-          f"{judge_acc:.2f}%, grid: {docs / 'class_mnist_vae_samples.png'}")
+          f"{judge_acc:.2f}%, grid: {grid}")
 
 
 if __name__ == "__main__":

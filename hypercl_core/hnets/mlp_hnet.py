@@ -25,8 +25,12 @@ class HyperNetwork(nn.Module):
         activation: str,
         chunk_dim: int | None = None,
         cemb_dim: int = 0,
+        output_blocks: list[int] | None = None,
     ):
         super().__init__()
+        if output_blocks is not None and (chunk_dim is not None or sum(output_blocks) != num_outputs):
+            raise ValueError("output_blocks must split a full hypernetwork's outputs exactly")
+        self.output_blocks = output_blocks
         self.num_outputs = num_outputs
         self.chunked = chunk_dim is not None
         self.chunk_dim = chunk_dim if self.chunked else num_outputs
@@ -40,10 +44,23 @@ class HyperNetwork(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """The authors' MNIST init: Xavier-uniform weights, zero biases, N(0,1) chunk embeddings."""
+        """The authors' init: Xavier-uniform weights, zero biases, N(0,1) chunk embeddings.
+
+        With `output_blocks` (a full hnet generating target tensors of those
+        sizes) the output layer is Xavier-initialized block by block, as the
+        authors' full hnet with one output head per target tensor: a small
+        tensor (a bias, a one-unit output layer) then starts at its own scale
+        instead of the scale of the whole output. On the 1D regression this is
+        what lets later tasks be learned without overwriting earlier ones.
+        """
         for layer in self.layers:
             nn.init.xavier_uniform_(layer.weight)
             nn.init.zeros_(layer.bias)
+        if self.output_blocks is not None:
+            out = self.layers[-1].weight
+            with torch.no_grad():
+                for block in out.split(self.output_blocks):
+                    nn.init.xavier_uniform_(block)
         if self.chunked:
             nn.init.normal_(self.chunk_embs)
 

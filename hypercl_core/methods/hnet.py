@@ -34,7 +34,8 @@ class HnetLearner:
         )
         torch.manual_seed(cfg.seed)
         h = cfg.hnet
-        self.hnet = HyperNetwork(hnet_outputs(cfg), h.temb_dim, h.hidden, h.activation, h.chunk_dim, h.cemb_dim).to(device)
+        self.hnet = HyperNetwork(hnet_outputs(cfg), h.temb_dim, h.hidden, h.activation, h.chunk_dim, h.cemb_dim,
+                                 None if h.chunk_dim else self.output_blocks()).to(device)
         self.embeddings = TaskEmbeddings(h.temb_dim)
         # Which hnet outputs a past task uses (shared layers and its own head), for the regularizer.
         self.head_masks = (
@@ -43,6 +44,11 @@ class HnetLearner:
         )
 
     # -- what a subclass changes -------------------------------------------
+    def output_blocks(self) -> list[int] | None:
+        """How a full hnet's outputs split into tensors that deserve their own init scale:
+        HNET generates the target's weight tensors."""
+        return list(self.target.param_sizes)
+
     def task_weights(self, embs: torch.Tensor) -> torch.Tensor:
         """(B, temb) task embeddings -> (B, target weights): HNET's are the hnet's outputs."""
         return self.hnet(embs)

@@ -42,6 +42,11 @@ class HyperMaskLearner(HnetLearner):
         parts.append(raw.new_ones(raw.shape[0], self.unmasked))
         return torch.cat(parts, dim=-1)
 
+    def output_blocks(self) -> None:
+        """Mask scores go through |tanh| and a per-tensor percentile, not used as weights:
+        one init scale for the whole output layer (the setting HyperMask was measured with)."""
+        return None
+
     def task_weights(self, embs: torch.Tensor) -> torch.Tensor:
         return self.weights * self.masks(self.hnet(embs))
 

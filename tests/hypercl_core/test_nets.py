@@ -2,9 +2,14 @@ import math
 
 import torch
 
+import pytest
+
 from hypercl_core.accounting import count_params
 from hypercl_core.config import load_config
+from hypercl_core.data.tasks import build_benchmark
 from hypercl_core.hnets.mlp_hnet import HyperNetwork
+from hypercl_core.methods.hnet import HnetLearner
+from hypercl_core.methods.hypermask import HyperMaskLearner
 from hypercl_core.nets.mlp import TargetMLP
 
 
@@ -56,6 +61,32 @@ def test_init_is_xavier_with_zero_biases_and_normal_chunk_embeddings():
     bound = math.sqrt(6 / (10 + 42_000))
     assert hnet.layers[-1].weight.abs().max() <= bound
     assert abs(hnet.chunk_embs.std().item() - 1) < 0.2
+
+
+def test_full_hnet_output_blocks_get_their_own_xavier_scale():
+    """The 1D-regression target (1-10-10-1): its one-unit output bias must not start at the 141-wide scale."""
+    target = TargetMLP(1, [10, 10], 1, 1, "sigmoid")
+    torch.manual_seed(0)
+    hnet = HyperNetwork(target.num_weights, 2, [10, 10], "sigmoid", output_blocks=list(target.param_sizes))
+    blocks = hnet.layers[-1].weight.split(list(target.param_sizes))
+    bounds = [math.sqrt(6 / (10 + n)) for n in target.param_sizes]
+    assert all(b.abs().max() <= bound for b, bound in zip(blocks, bounds))
+    # Each block fills its own range (seeded, so not flaky): the output bias reaches 3x the whole layer's bound.
+    assert all(b.abs().max() > 0.7 * bound for b, bound in zip(blocks, bounds))
+    assert blocks[-1].abs().max() > 3 * math.sqrt(6 / (10 + target.num_weights))
+    with pytest.raises(ValueError, match="output_blocks"):
+        HyperNetwork(target.num_weights, 2, [10], "sigmoid", output_blocks=[1, 2])
+
+
+def test_hnet_uses_per_tensor_init_and_hypermask_does_not(data_root):
+    cpu = torch.device("cpu")
+    cfg = load_config("regression1d")
+    learner = HnetLearner(cfg, build_benchmark(cfg.benchmark, 0, cpu), cpu)
+    assert learner.hnet.output_blocks == [10, 10, 100, 10, 10, 1]
+    cfg = load_config("split_mnist_cl1_hypermask", ["target.hidden=[20]"])
+    assert HyperMaskLearner(cfg, build_benchmark(cfg.benchmark, 0, cpu, str(data_root)), cpu).hnet.output_blocks is None
+    cfg = load_config("split_mnist_cl1")
+    assert HnetLearner(cfg, build_benchmark(cfg.benchmark, 0, cpu, str(data_root)), cpu).hnet.output_blocks is None
 
 
 def test_batched_weights_equal_one_network_at_a_time():

@@ -94,12 +94,18 @@ class ReplayClassifier:
         return {"train_s": seconds, "steps_per_s": cfg.train.iters_per_task / max(seconds, 1e-9)}
 
     def replay_loss(self, images: torch.Tensor, teacher: torch.Tensor, t: int) -> torch.Tensor:
-        """KL(teacher ‖ student) at temperature T, times T², over every replayed task at once."""
+        """KL(teacher ‖ student) at temperature T, times T², over every replayed task at once.
+
+        In CL3 the student answers over every output including the current task's, and the
+        teacher, which never met the current task, puts no mass there: replay is what keeps
+        the new outputs from winning on earlier tasks' images.
+        """
         losses = []
         for past in range(t):  # t forward passes of ceil(128/t) images: one replay batch
             with torch.no_grad():
                 soft = F.softmax(self.logits(images[past], teacher, past, t) / TEMPERATURE, dim=-1)
-            student = F.log_softmax(self.logits(images[past], self.weights, past, t) / TEMPERATURE, dim=-1)
+            student = F.log_softmax(self.logits(images[past], self.weights, past, t + 1) / TEMPERATURE, dim=-1)
+            soft = F.pad(soft, (0, student.shape[-1] - soft.shape[-1]))
             losses.append(F.kl_div(student, soft, reduction="sum"))
         return torch.stack(losses).sum() / (len(images) * images.shape[1]) * TEMPERATURE**2
 

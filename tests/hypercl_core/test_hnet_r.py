@@ -27,8 +27,19 @@ def test_cl3_head_grows_with_the_tasks_learned(data_root):
     assert [learner.logits(x, learner.weights, 0, known).shape[-1] for known in (1, 2, 3)] == [2, 4, 6]
 
 
+def test_cl3_replay_pushes_the_new_task_outputs_down_on_earlier_images(data_root):
+    """Without this the newest outputs win on every earlier image (final accuracy ~1/tasks)."""
+    learner = build_learner(tiny_with_replay("hnet_r", "cl3", 3), str(data_root)).classifier
+    images = learner.bench.tasks[0].x_test[:64].unsqueeze(0)  # stands in for replay of task 0
+    teacher = learner.weights.detach().clone()
+    learner.replay_loss(images, teacher, 1).backward()
+    out_bias = learner.weights.grad[-learner.target.param_sizes[-1]:]
+    assert (out_bias[2:4] > 0).all()  # a descent step lowers task 1's outputs
+    assert out_bias[4:].abs().sum() == 0  # outputs of tasks not met yet are untouched
+
+
 def test_tiny_runs_learn_and_resume_like_an_uninterrupted_run(tmp_path, data_root):
-    for scenario in ("cl1", "cl2"):
+    for scenario in ("cl1", "cl2", "cl3"):
         results = start_run(tiny_with_replay("hnet_r", scenario), tmp_path / scenario, data_root=str(data_root)).run(
             show_progress=False)
         assert results["summary"]["final_acc"] > 70, scenario

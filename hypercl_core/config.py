@@ -103,6 +103,14 @@ class ReplayConfig(_Section):
     decoder_hidden: list[int] = Field(default_factory=lambda: [250, 350], min_length=1)  # decoder / generator
     discriminator_hidden: list[int] = Field(default_factory=lambda: [400, 400], min_length=1)  # GAN
     dropout: float = Field(0.4, ge=0, lt=1)  # GAN discriminator
+    # GAN only. Adam on the hnet moves every generated weight by about lr times the
+    # sum of the hnet's last hidden activations per step, so the generator learns
+    # much faster than an ordinary network at the same lr; the discriminator gets
+    # its own (higher) rate to keep up. None: train.lr.
+    discriminator_lr: float | None = Field(None, gt=0)
+    # Std of the generated weights at init (None: the hnet's Xavier output layer,
+    # which starts the generator near 0.02 std, too small for z to shape its images).
+    init_weight_std: float | None = Field(None, gt=0)
     latent_dim: int = Field(100, ge=1)  # z, and the per-task condition vector
     hnet: HnetConfig = Field(default_factory=lambda: HnetConfig(chunk_dim=50000))
     beta: float = Field(0.01, ge=0)

@@ -64,6 +64,16 @@ class HyperNetwork(nn.Module):
         if self.chunked:
             nn.init.normal_(self.chunk_embs)
 
+    @torch.no_grad()
+    def rescale_output_init(self, std: float, probe_embs: torch.Tensor) -> None:
+        """Scale the output layer so the generated weights of these embeddings have std `std`.
+
+        The Xavier output layer makes a wide chunk tiny (std ~0.02 for 75,000
+        outputs from 25 units); a generator that deep then starts with images
+        that hardly depend on its noise input, which a GAN does not recover from.
+        """
+        self.layers[-1].weight.mul_(std / float(self(probe_embs).std()))
+
     def forward(self, temb: torch.Tensor, features_only: bool = False) -> torch.Tensor:
         """(B, temb_dim) task embeddings -> (B, num_outputs) target weights.
 

@@ -7,6 +7,12 @@ scaled to [-1, 1] to match the generator's tanh. The discriminator sees the
 task's condition vector next to the image and is updated once per generator
 step, inside the same protected task loop as the VAE (so the generator's
 hypernetwork gets the output regularizer with lookahead).
+
+What keeps it from collapsing to one image per class (measured on one digit,
+benchmarks/RESULTS.md): the discriminator initialized as the authors' networks
+are (Xavier, zero biases), generated weights starting at an ordinary scale
+(`replay.init_weight_std`), and a generator rate below the discriminator's
+(`replay.discriminator_lr`), since the hnet makes every generator step large.
 """
 
 from __future__ import annotations
@@ -28,6 +34,10 @@ class HnetGAN(HnetGenerator):
         r = cfg.replay
         dims = [bench.input_dim + r.latent_dim, *r.discriminator_hidden]
         self.discriminator = nn.Sequential(*mlp(dims, r.dropout), nn.Linear(dims[-1], 1)).to(device)
+        for layer in self.discriminator:
+            if isinstance(layer, nn.Linear):
+                nn.init.xavier_uniform_(layer.weight)
+                nn.init.zeros_(layer.bias)
 
     def extra_modules(self) -> dict[str, nn.Module]:
         return {"discriminator": self.discriminator}
@@ -37,7 +47,7 @@ class HnetGAN(HnetGenerator):
 
     def learn_task(self, t: int, progress: Progress | None = None) -> dict[str, float]:
         cfg, task = self.cfg, self.bench.tasks[t]
-        d_opt = torch.optim.Adam(self.discriminator.parameters(), lr=cfg.train.lr)
+        d_opt = torch.optim.Adam(self.discriminator.parameters(), lr=cfg.replay.discriminator_lr or cfg.train.lr)
         self.discriminator.train()
 
         def step_loss(emb: torch.Tensor, gen: torch.Generator) -> torch.Tensor:

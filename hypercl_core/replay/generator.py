@@ -44,6 +44,9 @@ class HnetGenerator:
         fixed = task_generator(cfg.seed, -1, torch.device("cpu"), stream=2)
         self.conditions = torch.randn(bench.num_tasks, r.latent_dim, generator=fixed).to(device)
         self.noise = torch.randn(SAMPLES_KEPT, r.latent_dim, generator=fixed).to(device)
+        if r.init_weight_std is not None:
+            # probed with embeddings drawn as task embeddings are (N(0, I))
+            self.hnet.rescale_output_init(r.init_weight_std, torch.randn(16, h.temb_dim, generator=fixed).to(device))
         self.samples_after_learning: dict[int, torch.Tensor] = {}
 
     # -- generation -------------------------------------------------------

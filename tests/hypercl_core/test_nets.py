@@ -78,6 +78,17 @@ def test_full_hnet_output_blocks_get_their_own_xavier_scale():
         HyperNetwork(target.num_weights, 2, [10], "sigmoid", output_blocks=[1, 2])
 
 
+def test_output_init_can_be_rescaled_to_a_requested_weight_std():
+    torch.manual_seed(0)
+    hnet = HyperNetwork(413_284, 96, [25, 25], "elu", 75_000, 96)
+    probe = torch.randn(16, 96)
+    assert hnet(probe).std() < 0.03  # the Xavier output layer of a 75,000-wide chunk
+    hnet.rescale_output_init(0.06, probe)
+    assert hnet(probe).std().item() == pytest.approx(0.06, rel=1e-4)
+    assert hnet(torch.randn(4, 96)).std().item() == pytest.approx(0.06, rel=0.2)  # other embeddings too
+    assert all(torch.count_nonzero(layer.bias) == 0 for layer in hnet.layers)
+
+
 def test_hnet_uses_per_tensor_init_and_hypermask_does_not(data_root):
     cpu = torch.device("cpu")
     cfg = load_config("regression1d")

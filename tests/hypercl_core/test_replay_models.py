@@ -10,6 +10,7 @@ from hypercl_core.config import load_config
 from hypercl_core.errors import ConfigError
 from hypercl_core.experiment import resume_run, start_run
 from hypercl_core.methods import build_learner
+from hypercl_core.replay.snapshot import decode_logits, to_pixels
 from orchestrator.cli import main
 from tests.conftest import run_cut_after_first_task, tiny_vae
 
@@ -75,6 +76,7 @@ def test_accounting_equals_the_built_modules(data_root):
     ("split_mnist_cl1", ["replay.beta=0.01"], "has no replay model"),
     ("split_mnist_cl1", ["benchmark.name=class_mnist"], "use method.name=replay"),
     ("class_mnist_vae", ["benchmark.num_tasks=11"], "at most 10"),
+    ("class_mnist_gan", ["replay.discriminator_lr=0"], "discriminator_lr"),
 ])
 def test_bad_replay_configs_name_the_fix(preset, overrides, message):
     with pytest.raises(ConfigError, match=message):
@@ -100,6 +102,22 @@ def test_gan_generates_images_keeps_digits_and_round_trips(tmp_path, data_root):
     assert images.shape == (2, 4, 784) and images.min() >= 0 and images.max() <= 1
     assert torch.allclose(exp.learner.kept_samples([0])[0], exp.learner.kept_samples([0, 1])[0], atol=1e-6)
     assert main(["samples", str(tmp_path / "p"), "--data-root", str(data_root)]) == 0
+
+
+def test_gan_starts_with_images_that_depend_on_the_noise(data_root):
+    """With the hnet's plain Xavier init the generator hardly reacts to z and collapses
+    (benchmarks/RESULTS.md); the preset starts generated weights at std 0.06."""
+    @torch.no_grad()
+    def start_diversity(*overrides: str) -> float:
+        learner = build_learner(load_config("class_mnist_gan", ["benchmark.num_tasks=1", "device=cpu", *overrides]),
+                                str(data_root))
+        assert all(torch.count_nonzero(m.bias) == 0 for m in learner.discriminator if isinstance(m, torch.nn.Linear))
+        weights = learner.hnet(torch.randn(1, 96, generator=torch.Generator().manual_seed(1)))
+        z = torch.randn(1, 64, 100, generator=torch.Generator().manual_seed(2))
+        images = to_pixels(decode_logits(learner.decoder, weights, z, learner.conditions[:1]), "tanh")
+        return float(images[0].std(0).mean())
+
+    assert start_diversity() > 10 * start_diversity("replay.init_weight_std=null")
 
 
 def test_hnet_r_refuses_gan_replay():

@@ -9,6 +9,10 @@
 3. An MNIST classifier trained here, independently of the VAE (an MLP on the
    full training set), labels 100 fresh samples per digit from the final model;
    the figure is how often its label is the digit the sample was generated for.
+4. Agreement alone cannot tell a collapsed model (one good image per digit) from
+   a working one, so the diversity figure is the pixel std across those 100
+   samples relative to the same for 100 real test images of the digit
+   (1 = as varied as real digits, ~0 = one image repeated).
 Figures go to benchmarks/results.json, the grid to docs/replay/.
 """
 
@@ -87,6 +91,9 @@ def main() -> None:
     digits = torch.tensor([exp.learner.bench.tasks[t].class_offset for t in tasks]).unsqueeze(1)
     per_digit = (100.0 * (labels == digits).float().mean(1)).tolist()
     agreement = sum(per_digit) / len(per_digit)
+    real = torch.stack([exp.learner.bench.tasks[t].x_test[:100].cpu() for t in tasks])
+    diversity_per_digit = (samples.std(1).mean(-1) / real.std(1).mean(-1)).tolist()
+    diversity = sum(diversity_per_digit) / len(diversity_per_digit)
 
     docs = ROOT / "docs" / "replay"
     docs.mkdir(parents=True, exist_ok=True)
@@ -103,6 +110,8 @@ def main() -> None:
     records = [
         record(bench, scenario, method, "sample_agreement_after_all", agreement, [args.seed], wall, command,
                per_digit=[round(v, 1) for v in per_digit], judge_test_acc=round(judge_acc, 2)),
+        record(bench, scenario, method, "sample_diversity_vs_real", diversity, [args.seed], wall, command,
+               per_digit=[round(v, 2) for v in diversity_per_digit]),
         record(bench, scenario, method, "final_sample_drift", summary["final_sample_drift"], [args.seed], wall,
                command),
     ]
@@ -111,7 +120,7 @@ def main() -> None:
                               during_nll=round(summary["during_nll"], 2)))
     merge(records)
     print(f"agreement {agreement:.1f}% (per digit {[round(v, 1) for v in per_digit]}), judge test acc "
-          f"{judge_acc:.2f}%, grid: {grid}")
+          f"{judge_acc:.2f}%, diversity vs real {diversity:.2f}, grid: {grid}")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from typing import Callable
 
 import torch
 import yaml
+from pydantic import ValidationError
 
 from hypercl_core import __version__
 from hypercl_core.accounting import count_params
@@ -65,7 +66,12 @@ class Experiment:
 
     def load_checkpoint(self, path: Path | None = None) -> None:
         state = torch.load(path or self.run_dir / CHECKPOINT, map_location="cpu", weights_only=False)
-        if state["config"] != self.cfg.model_dump():
+        # Through today's schema, so a key added since (default = old behaviour) does not orphan the run.
+        try:
+            same = ExperimentConfig.model_validate(state["config"]).model_dump() == self.cfg.model_dump()
+        except ValidationError:  # a key since removed or retyped
+            same = False
+        if not same:
             raise UserError(f"checkpoint in {self.run_dir} was written with a different config; start a new run")
         self.learner.load_state_dict(state["learner"])
         for name, rows in state["matrices"].items():

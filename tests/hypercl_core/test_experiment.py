@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from hypercl_core.errors import UserError
 from hypercl_core.experiment import resume_run, start_run
@@ -55,6 +56,22 @@ def test_resume_equals_uninterrupted(tmp_path, data_root):
     assert exp.tasks_done == 1
     resumed = exp.run(show_progress=False)
     assert resumed["matrices"] == whole["matrices"]
+
+
+def test_resume_accepts_a_run_from_before_a_config_key_existed_but_not_a_changed_one(tmp_path, data_root):
+    """A key added later with a default (as replay.init_weight_std was) must not orphan older runs."""
+    cfg = tiny(**{"benchmark.num_tasks": 2, "train.iters_per_task": 2})
+    run_cut_after_first_task(cfg, tmp_path / "old", data_root)
+    checkpoint = tmp_path / "old" / "checkpoint.pt"
+    state = torch.load(checkpoint, weights_only=False)
+    del state["config"]["train"]["eval_inferred"]  # as written before the key existed
+    torch.save(state, checkpoint)
+    assert resume_run(tmp_path / "old", data_root=str(data_root)).tasks_done == 1
+
+    state["config"]["train"]["lr"] *= 2
+    torch.save(state, checkpoint)
+    with pytest.raises(UserError, match="different config"):
+        resume_run(tmp_path / "old", data_root=str(data_root))
 
 
 def test_start_refuses_an_existing_run_and_resume_a_non_run(tmp_path, data_root):

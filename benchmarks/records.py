@@ -35,11 +35,16 @@ def record(benchmark: str, scenario: str, method: str, metric: str, value: float
 def merge(new: list[dict], path: Path = RESULTS) -> list[dict]:
     """Replace records with the same key, keep the rest, write back sorted.
 
-    Locked, so benchmark scripts running side by side do not lose each other's records.
+    A replaced record's `note` (a person's remark on that figure) carries over
+    unless the new record brings its own. Locked, so benchmark scripts running
+    side by side do not lose each other's records.
     """
     with open(path.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         old = json.loads(path.read_text()) if path.is_file() else []
+        notes = {tuple(r[k] for k in KEY): r["note"] for r in old if "note" in r}
+        new = [{**r, "note": notes[key]} if "note" not in r and (key := tuple(r[k] for k in KEY)) in notes else r
+               for r in new]
         keys = {tuple(r[k] for k in KEY) for r in new}
         merged = [r for r in old if tuple(r[k] for k in KEY) not in keys] + new
         merged.sort(key=lambda r: tuple(str(r[k]) for k in KEY))

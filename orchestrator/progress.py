@@ -44,9 +44,13 @@ class SweepProgress(tune.Callback):
     def on_trial_complete(self, iteration, trials, trial, **info):
         self.done += 1
         self._mark(trial.trial_id, "KILLED", "stopped early by the scheduler")
-        value = (trial.last_result or {}).get(self.metric)
+        last = trial.last_result or {}
+        value = last.get(self.metric)
         shown = f"{self.metric} {value:.4f}" if isinstance(value, float) else "no result"
-        self._print(f"{trial.trial_id} done: {shown} ({self.done}/{self.total})")
+        task = last.get("task")
+        # ASHA's verdict on a trial after task k reads like a result; say that it is a partial one.
+        verdict = "done" if task is None or task >= self.num_tasks else f"stopped by the scheduler after task {task}"
+        self._print(f"{trial.trial_id} {verdict}: {shown} ({self.done}/{self.total})")
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self.done += 1

@@ -42,7 +42,8 @@ def _trial_runs(uri: str, name: str) -> list:
 def test_sweep_tracks_every_trial_and_best_agrees_with_mlflow(tmp_path, capsys, data_root):
     assert main(_sweep_args(tmp_path, "s1", 3, "--scheduler", "asha")) == 0
     ray.shutdown()
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
     assert "best" in out and "mlflow ui --backend-store-uri" in out
     folder = tmp_path / "sweeps" / "s1"
     uri = embedded_uri(folder)
@@ -62,8 +63,10 @@ def test_sweep_tracks_every_trial_and_best_agrees_with_mlflow(tmp_path, capsys, 
             assert [m.step for m in history][:2] == [1, 2]
             artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
             assert {"config.yaml", "matrix.csv", "matrix.png", "results.json"} <= artifacts
+            assert f"{run.data.tags[TRIAL_ID]} done: final_acc" in captured.err
         else:
             assert run.info.status == "KILLED" and run.data.tags["hypercl.end_reason"]
+            assert f"{run.data.tags[TRIAL_ID]} stopped by the scheduler after task 1: final_acc" in captured.err
 
     study = optuna.load_study(study_name="s1", storage=f"sqlite:///{folder / 'optuna.db'}")
     assert len(study.trials) == 3

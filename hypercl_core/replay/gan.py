@@ -8,11 +8,12 @@ task's condition vector next to the image and is updated once per generator
 step, inside the same protected task loop as the VAE (so the generator's
 hypernetwork gets the output regularizer with lookahead).
 
-What keeps it from collapsing to one image per class (measured on one digit,
-benchmarks/RESULTS.md): the discriminator initialized as the authors' networks
-are (Xavier, zero biases), generated weights starting at an ordinary scale
-(`replay.init_weight_std`), and a generator rate below the discriminator's
-(`replay.discriminator_lr`), since the hnet makes every generator step large.
+What keeps it from collapsing to one image per class (found in probes on one
+digit; the full run and the collapsed one are in benchmarks/RESULTS.md): the
+discriminator initialized as the authors' networks are (Xavier, zero biases),
+generated weights starting at an ordinary scale (`replay.init_weight_std`),
+and a generator rate below the discriminator's (`replay.discriminator_lr`),
+since the hnet makes every generator step large.
 """
 
 from __future__ import annotations

@@ -43,6 +43,9 @@ ENTRIES: dict[str, tuple[str, list[str], Wanted]] = {
     "split_cl1": ("split_mnist_cl1", [], cl1_figures("SplitMNIST", "HNET")),
     "split_cl2": ("split_mnist_cl2", [], figures("SplitMNIST", "CL2", "HNET+ENT", "final_acc", "during_acc")),
     "split_cl3": ("split_mnist_cl3", [], figures("SplitMNIST", "CL3", "HNET+ENT", "final_acc", "during_acc")),
+    # The SplitMNIST CL3 winner of benchmarks/tuned.py's paper-grid sweep, on CL2 unchanged.
+    "split_cl2_tuned": ("split_mnist_cl3_tuned", ["benchmark.scenario=cl2"], figures(
+        "SplitMNIST", "CL2, config swept on CL3 (split_mnist_cl3_tuned)", "HNET+ENT", "final_acc", "during_acc")),
     "split_cl1_finetune": ("split_mnist_cl1", ["method.beta=0"], figures(
         "SplitMNIST", "CL1", "fine-tuning (beta=0)", "final_acc", "during_acc", "forgetting")),
     "perm_cl1": ("permuted_mnist10_cl1", [], cl1_figures("PermutedMNIST-10", "HNET")),

@@ -42,11 +42,14 @@ def merge(new: list[dict], path: Path = RESULTS) -> list[dict]:
     with open(path.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         old = json.loads(path.read_text()) if path.is_file() else []
-        notes = {tuple(r[k] for k in KEY): r["note"] for r in old if "note" in r}
-        new = [{**r, "note": notes[key]} if "note" not in r and (key := tuple(r[k] for k in KEY)) in notes else r
-               for r in new]
-        keys = {tuple(r[k] for k in KEY) for r in new}
-        merged = [r for r in old if tuple(r[k] for k in KEY) not in keys] + new
+        notes = {_key(r): r["note"] for r in old if "note" in r}
+        new = [r if "note" in r or _key(r) not in notes else {**r, "note": notes[_key(r)]} for r in new]
+        keys = {_key(r) for r in new}
+        merged = [r for r in old if _key(r) not in keys] + new
         merged.sort(key=lambda r: tuple(str(r[k]) for k in KEY))
         path.write_text(json.dumps(merged, indent=1) + "\n")
     return merged
+
+
+def _key(r: dict) -> tuple:
+    return tuple(r[k] for k in KEY)

@@ -23,8 +23,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from records import merge, record  # noqa: E402
 
-SCENARIOS = {"cl1": "CL1", "cl2": "CL2", "cl3": "CL3"}
-
 
 def parent_seconds(uri: str, name: str, kind: str) -> float:
     """Wall time of a sweep or rerun: its parent MLflow run, Ray start to last trial."""
@@ -65,7 +63,7 @@ def main() -> None:
             subprocess.run([hypercl, *cmd[1:]], check=True)
 
     from hypercl_core.config import load_config  # noqa: PLC0415
-    from orchestrator.best import best_runs  # noqa: PLC0415
+    from orchestrator.best import KEY_PARAMS, best_runs  # noqa: PLC0415
     from orchestrator.tracking import decode_params, embedded_uri  # noqa: PLC0415
 
     sweep_uri, rerun_uri = embedded_uri(sweeps / name), embedded_uri(sweeps / rerun)
@@ -74,12 +72,11 @@ def main() -> None:
     by_seed = sorted((int(decode_params(r.data.params)["seed"]), r.data.metrics["final_acc"]) for r in reruns)
     wall = parent_seconds(sweep_uri, name, "sweep") + parent_seconds(rerun_uri, rerun, "rerun")
     params = decode_params(winner.data.params)
-    chosen = {k: params[k] for k in ("hnet.hidden", "hnet.activation", "hnet.temb_dim", "hnet.cemb_dim",
-                                     "hnet.chunk_dim", "method.beta", "train.lr")}
+    chosen = {k: params[k] for k in KEY_PARAMS}
     cfg = load_config(args.preset)
     benchmark = {"split_mnist": "SplitMNIST", "permuted_mnist": "PermutedMNIST-10"}.get(cfg.benchmark.name,
                                                                                         cfg.benchmark.name)
-    scenario = f"{SCENARIOS[cfg.benchmark.scenario]}, {args.space} sweep ({args.samples} trials, ASHA) then rerun"
+    scenario = f"{cfg.benchmark.scenario.upper()}, {args.space} sweep ({args.samples} trials, ASHA) then rerun"
     method = "HNET+ENT" if cfg.benchmark.scenario != "cl1" else "HNET"
     command = " && ".join(shlex.join(cmd) for _, cmd in steps)
     values = [v for _, v in by_seed]

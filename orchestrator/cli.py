@@ -62,7 +62,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _add_samples(sub) -> None:
     p = sub.add_parser("samples", help="sample grid of a replay model's run: after each task vs after all tasks")
-    p.add_argument("run_dir", help="a run folder of a replay model (e.g. from hypercl run --config class_mnist_vae)")
+    p.add_argument("run_dir", help="a run folder with a replay model: class_mnist_vae/gan, HNET+R or HNET+TIR")
     p.add_argument("--out", help="PNG path (default: <run_dir>/samples.png)")
     p.add_argument("--data-root")
     p.set_defaults(func=cmd_samples)
@@ -76,16 +76,18 @@ def cmd_samples(args: argparse.Namespace) -> int:
     import torch  # noqa: PLC0415
 
     exp = resume_run(args.run_dir, data_root=args.data_root)
-    if not hasattr(exp.learner, "kept_samples"):
+    # A replay run is the model itself; HNET+R and HNET+TIR runs carry one as a subsystem.
+    model = getattr(exp.learner, "replay", exp.learner)
+    if not hasattr(model, "kept_samples"):
         raise UserError(f"{args.run_dir} is a {exp.cfg.method.name} run without a replay model; "
                         "samples needs a replay run (e.g. --config class_mnist_vae)")
     if exp.tasks_done == 0:
         raise UserError(f"{args.run_dir} has not finished a task yet; resume it with hypercl run --resume {args.run_dir}")
     tasks = list(range(exp.tasks_done))
-    after_learning = torch.stack([exp.learner.samples_after_learning[t] for t in tasks])
-    after_all = exp.learner.kept_samples(tasks).cpu()
+    after_learning = torch.stack([model.samples_after_learning[t] for t in tasks])
+    after_all = model.kept_samples(tasks).cpu()
     digits = exp.cfg.benchmark.name == "class_mnist"
-    labels = [f"digit {exp.learner.bench.tasks[t].class_offset}" if digits else f"task {t}" for t in tasks]
+    labels = [f"digit {model.bench.tasks[t].class_offset}" if digits else f"task {t}" for t in tasks]
     out = Path(args.out) if args.out else Path(args.run_dir) / "samples.png"
     title = f"{exp.cfg.benchmark.name}, {exp.cfg.method.name}: {exp.tasks_done} tasks learned"
     plot_sample_grid(after_learning, after_all, labels, title, out)

@@ -1,4 +1,5 @@
-"""HNET+TIR: the task-inference head grows, predictions drive the HNET classifier, tiny run."""
+"""HNET+TIR: the task-inference head grows, predictions drive the HNET classifier, tiny run
+(and its replay VAE's sample grid)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import torch
 
 from hypercl_core.experiment import start_run
 from hypercl_core.methods import build_learner
+from orchestrator.cli import main
 from tests.conftest import tiny_with_replay
 
 
@@ -37,3 +39,6 @@ def test_tiny_tir_run_records_task_inference(tmp_path, data_root):
     assert 0 <= inference[1][1] <= 100 and results["summary"]["final_acc"] > 40
     stats = results["task_stats"][1]
     assert min(stats["classifier_train_s"], stats["replay_train_s"], stats["task_inference_train_s"]) > 0
+    # the run's replay VAE draws its sample grid like a replay-only run
+    assert main(["samples", str(tmp_path / "r"), "--data-root", str(data_root)]) == 0
+    assert (tmp_path / "r" / "samples.png").stat().st_size > 5_000

@@ -115,6 +115,11 @@ class ReplayConfig(_Section):
     hnet: HnetConfig = Field(default_factory=lambda: HnetConfig(chunk_dim=50000))
     beta: float = Field(0.01, ge=0)
     lookahead: bool = True
+    # Share of the current task's real data in the loss of a classifier that replays
+    # (HNET+R, HNET+TIR's task inference); the replayed tasks get the rest. 0.5 is the
+    # authors'; None gives 1/(t+1), so every task met so far weighs the same instead of
+    # the newest one weighing as much as all earlier ones together.
+    current_weight: float | None = Field(0.5, gt=0, lt=1)
 
     @model_validator(mode="after")
     def _positive(self) -> "ReplayConfig":

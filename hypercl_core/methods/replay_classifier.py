@@ -4,7 +4,8 @@ No hypernetwork here: the classifier's own weights learn the current task's
 real data and, from the second task on, replayed images of every earlier task
 with soft targets from its copy taken before the task (distillation at
 temperature 2, scaled by T²). Each earlier task contributes ceil(128/t) images
-to a replay batch; loss = 0.5·CE(real) + 0.5·distill(replay). The images come
+to a replay batch; loss = w·CE(real) + (1-w)·distill(replay), w = 0.5 as the
+authors (`replay.current_weight`; None: 1/(t+1)). The images come
 from a `ReplaySnapshot`: the replay model frozen after the previous task, so
 the VAE can learn the current task at the same time, elsewhere.
 
@@ -37,6 +38,11 @@ REPLAY_BATCH = 128
 def replay_per_task(t: int) -> int:
     """Images replayed from each earlier task in one step: ceil(128 / t), about one batch in all."""
     return math.ceil(REPLAY_BATCH / t) if t else 0
+
+
+def current_share(weight: float | None, t: int) -> float:
+    """The current task's share of the loss at task t (`replay.current_weight`; None: 1/(t+1))."""
+    return weight if weight is not None else 1 / (t + 1)
 
 
 class ReplayClassifier:
@@ -75,6 +81,7 @@ class ReplayClassifier:
         teacher = self.weights.detach().clone()
         per_task = replay_per_task(t)
         optimizer = torch.optim.Adam([self.weights], lr=cfg.train.lr)
+        w = current_share(cfg.replay.current_weight, t)
         start = time.perf_counter()
         for step in range(cfg.train.iters_per_task):
             idx = torch.randint(task.num_train, (cfg.train.batch_size,), generator=gen, device=self.device)
@@ -82,7 +89,7 @@ class ReplayClassifier:
             loss = F.cross_entropy(self.logits(x, self.weights, t, t + 1), self.labels(y, t))
             if replay is not None:
                 images = replay.sample(per_task, gen)  # (t, per_task, pixels)
-                loss = 0.5 * loss + 0.5 * self.replay_loss(images, teacher, t)
+                loss = w * loss + (1 - w) * self.replay_loss(images, teacher, t)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

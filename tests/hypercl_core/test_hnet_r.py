@@ -7,7 +7,7 @@ import torch
 from hypercl_core.experiment import resume_run, start_run
 from hypercl_core.methods import build_learner
 from hypercl_core.methods.composite import ReplayMethod
-from hypercl_core.methods.replay_classifier import replay_per_task
+from hypercl_core.methods.replay_classifier import current_share, replay_per_task
 from tests.conftest import run_cut_after_first_task, tiny_with_replay
 
 def test_replay_batch_has_ceil_128_over_t_images_per_earlier_task(data_root):
@@ -19,6 +19,11 @@ def test_replay_batch_has_ceil_128_over_t_images_per_earlier_task(data_root):
     assert snapshot.num_tasks == 2
     images = snapshot.sample(replay_per_task(2), torch.Generator().manual_seed(0))
     assert images.shape == (2, 64, 784) and 0 <= images.min() and images.max() <= 1
+
+
+def test_current_task_share_is_fixed_or_one_over_tasks_met():
+    assert [current_share(0.5, t) for t in (1, 4)] == [0.5, 0.5]  # the authors': the newest weighs as all before
+    assert [current_share(None, t) for t in (0, 1, 4)] == [1.0, 0.5, 0.2]  # balanced: every task met alike
 
 
 def test_cl3_head_grows_with_the_tasks_learned(data_root):

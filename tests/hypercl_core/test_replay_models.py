@@ -77,6 +77,7 @@ def test_accounting_equals_the_built_modules(data_root):
     ("split_mnist_cl1", ["benchmark.name=class_mnist"], "use method.name=replay"),
     ("class_mnist_vae", ["benchmark.num_tasks=11"], "at most 10"),
     ("class_mnist_gan", ["replay.discriminator_lr=0"], "discriminator_lr"),
+    ("split_mnist_cl3_hnet_tir", ["replay.current_weight=1"], "current_weight"),
 ])
 def test_bad_replay_configs_name_the_fix(preset, overrides, message):
     with pytest.raises(ConfigError, match=message):

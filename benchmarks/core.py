@@ -60,6 +60,8 @@ ENTRIES: dict[str, tuple[str, list[str], Wanted]] = {
                                   tir_figures("SplitMNIST", "CL3", "HNET+TIR, replay decoder 300,150")),
     "hnet_tir_perm_cl3": ("permuted_mnist10_cl3_hnet_tir", [], tir_figures("PermutedMNIST-10", "CL3")),
     "regression": ("regression1d", [], [("1D regression", "CL1", "HNET", "final_mse")]),
+    "regression_paper_beta": ("regression1d", ["method.beta=0.005"],
+                              [("1D regression", "CL1", "HNET (beta 0.005, Fig. 2)", "final_mse")]),
     "regression_finetune": ("regression1d", ["method.beta=0"],
                             [("1D regression", "CL1", "fine-tuning (beta=0)", "final_mse")]),
 }

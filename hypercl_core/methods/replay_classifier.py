@@ -100,6 +100,16 @@ class ReplayClassifier:
         seconds = time.perf_counter() - start
         return {"train_s": seconds, "steps_per_s": cfg.train.iters_per_task / max(seconds, 1e-9)}
 
+    def replay_logits(self, images: torch.Tensor, weights: torch.Tensor, known: int) -> torch.Tensor:
+        """(tasks, n, pixels) replayed images -> what `logits` gives each for its own task
+        (tasks, n, outputs), every task's images in one pass through the target."""
+        t, n, _ = images.shape
+        out = self.target(images.reshape(t * n, -1), weights, None).reshape(t, n, -1)
+        if self.scenario == "cl1":
+            own = torch.arange(t, device=out.device)
+            return out.view(t, n, -1, self.k)[own, :, own]  # task p's images through head p
+        return out if self.scenario == "cl2" else out[..., : self.k * known]
+
     def replay_loss(self, images: torch.Tensor, teacher: torch.Tensor, t: int) -> torch.Tensor:
         """KL(teacher ‖ student) at temperature T, times T², over every replayed task at once.
 
@@ -107,14 +117,11 @@ class ReplayClassifier:
         teacher, which never met the current task, puts no mass there: replay is what keeps
         the new outputs from winning on earlier tasks' images.
         """
-        losses = []
-        for past in range(t):  # t forward passes of ceil(128/t) images: one replay batch
-            with torch.no_grad():
-                soft = F.softmax(self.logits(images[past], teacher, past, t) / TEMPERATURE, dim=-1)
-            student = F.log_softmax(self.logits(images[past], self.weights, past, t + 1) / TEMPERATURE, dim=-1)
-            soft = F.pad(soft, (0, student.shape[-1] - soft.shape[-1]))
-            losses.append(F.kl_div(student, soft, reduction="sum"))
-        return torch.stack(losses).sum() / (len(images) * images.shape[1]) * TEMPERATURE**2
+        with torch.no_grad():
+            soft = F.softmax(self.replay_logits(images, teacher, t) / TEMPERATURE, dim=-1)
+        student = F.log_softmax(self.replay_logits(images, self.weights, t + 1) / TEMPERATURE, dim=-1)
+        soft = F.pad(soft, (0, student.shape[-1] - soft.shape[-1]))
+        return F.kl_div(student, soft, reduction="sum") / (len(images) * images.shape[1]) * TEMPERATURE**2
 
     @torch.no_grad()
     def evaluate(self, upto: int) -> dict[str, list[float]]:

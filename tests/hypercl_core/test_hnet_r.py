@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from hypercl_core.experiment import resume_run, start_run
@@ -24,6 +25,15 @@ def test_replay_batch_has_ceil_128_over_t_images_per_earlier_task(data_root):
 def test_current_task_share_is_fixed_or_one_over_tasks_met():
     assert [current_share(0.5, t) for t in (1, 4)] == [0.5, 0.5]  # the authors': the newest weighs as all before
     assert [current_share(None, t) for t in (0, 1, 4)] == [1.0, 0.5, 0.2]  # balanced: every task met alike
+
+
+@pytest.mark.parametrize("scenario", ["cl1", "cl2", "cl3"])
+def test_batched_replay_logits_match_each_tasks_own_logits(data_root, scenario):
+    learner = build_learner(tiny_with_replay("hnet_r", scenario, 3), str(data_root)).classifier
+    images = torch.stack([learner.bench.tasks[j].x_test[:7] for j in range(2)])  # stands in for 2 replayed tasks
+    batched = learner.replay_logits(images, learner.weights, 3)
+    for past in range(2):
+        assert torch.allclose(batched[past], learner.logits(images[past], learner.weights, past, 3), atol=1e-5)
 
 
 def test_cl3_head_grows_with_the_tasks_learned(data_root):

@@ -55,9 +55,12 @@ ENTRIES: dict[str, tuple[str, list[str], Wanted]] = {
         "SplitMNIST", sc.upper(), "HNET+R", "final_acc", "during_acc", "wall_s")) for sc in ("cl1", "cl2", "cl3")},
     **{f"hnet_tir_split_{sc}": (f"split_mnist_{sc}_hnet_tir", [], tir_figures("SplitMNIST", sc.upper()))
        for sc in ("cl2", "cl3")},
-    # The replay decoder of the authors' published code (300,150) instead of the paper's appendix (50,150).
+    # The task-inference loss weighting of the other SplitMNIST TIR preset, each way.
     "hnet_tir_split_cl3_half": ("split_mnist_cl3_hnet_tir", ["replay.current_weight=0.5"],
                                 tir_figures("SplitMNIST", "CL3", "HNET+TIR, task-inference loss 0.5 / 0.5 (authors')")),
+    "hnet_tir_split_cl2_balanced": ("split_mnist_cl2_hnet_tir", ["replay.current_weight=null"],
+                                    tir_figures("SplitMNIST", "CL2", "HNET+TIR, task-inference loss balanced")),
+    # The replay decoder of the authors' published code (300,150) instead of the paper's appendix (50,150).
     "hnet_tir_split_cl3_dec300": ("split_mnist_cl3_hnet_tir", ["replay.current_weight=0.5", "replay.decoder_hidden=[300,150]"],
                                   tir_figures("SplitMNIST", "CL3", "HNET+TIR, replay decoder 300,150")),
     "hnet_tir_perm_cl3": ("permuted_mnist10_cl3_hnet_tir", [], tir_figures("PermutedMNIST-10", "CL3")),

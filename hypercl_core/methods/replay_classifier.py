@@ -170,9 +170,8 @@ class TaskInferenceClassifier(ReplayClassifier):
         return torch.full_like(y, task)
 
     def replay_loss(self, images: torch.Tensor, teacher: torch.Tensor, t: int) -> torch.Tensor:
-        x = images.reshape(-1, images.shape[-1])
-        tasks = torch.arange(t, device=x.device).repeat_interleave(images.shape[1])
-        return F.cross_entropy(self.logits(x, self.weights, 0, t + 1), tasks)
+        tasks = torch.arange(t, device=images.device).repeat_interleave(images.shape[1])
+        return F.cross_entropy(self.replay_logits(images, self.weights, t + 1).flatten(0, 1), tasks)
 
     @torch.no_grad()
     def predict_tasks(self, upto: int) -> list[torch.Tensor]:

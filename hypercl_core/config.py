@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -331,7 +331,9 @@ def _valid_keys(section: str) -> list[str]:
     model: type[BaseModel] = ExperimentConfig
     for part in filter(None, section.split(".")):
         annotation = model.model_fields[part].annotation
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+        # An optional section (`replay`) is Optional[Section]: look inside the union.
+        section_type = next((a for a in (annotation, *get_args(annotation)) if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        if section_type is None:
             return []
-        model = annotation
+        model = section_type
     return list(model.model_fields)

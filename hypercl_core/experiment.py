@@ -16,14 +16,13 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-import yaml
 from pydantic import ValidationError
 
 from hypercl_core import __version__
 from hypercl_core.accounting import count_params
-from hypercl_core.config import ExperimentConfig, build_config
+from hypercl_core.config import ExperimentConfig, build_config, read_yaml_tree
 from hypercl_core.errors import UserError
-from hypercl_core.methods import Subsystem, build_learner
+from hypercl_core.methods import Subsystem, build_learner, resolve_device
 from hypercl_core.metrics import ScoreMatrix, higher_is_better, matrix_names, plot_matrix, primary_metric, score_name
 from hypercl_core.seeding import seed_everything
 
@@ -68,7 +67,7 @@ class Experiment:
         state = torch.load(path or self.run_dir / CHECKPOINT, map_location="cpu", weights_only=False)
         # Through today's schema, so a key added since (default = old behaviour) does not orphan the run.
         try:
-            same = ExperimentConfig.model_validate(state["config"]).model_dump() == self.cfg.model_dump()
+            same = _what_it_learns(ExperimentConfig.model_validate(state["config"])) == _what_it_learns(self.cfg)
         except ValidationError:  # a key since removed or retyped
             same = False
         if not same:
@@ -82,7 +81,8 @@ class Experiment:
     # -- the loop ---------------------------------------------------------
     def run(self, on_task_end: TaskEndHook | None = None, show_progress: bool = True) -> dict:
         cfg = self.cfg
-        seed_everything(cfg.seed)
+        if self.tasks_done == 0:  # a resumed learner carries on from the random state it saved
+            seed_everything(cfg.seed)
         total = cfg.benchmark.num_tasks
         bar = _progress_bar(total, cfg.train.iters_per_task, self.tasks_done, show_progress)
         try:
@@ -162,6 +162,7 @@ class Experiment:
 
 def start_run(cfg: ExperimentConfig, run_dir: str | os.PathLike, **kwargs) -> Experiment:
     """A fresh run folder with the resolved config written before any training."""
+    resolve_device(cfg.device)
     path = Path(run_dir)
     if (path / CHECKPOINT).exists():
         raise UserError(f"run folder {path} already holds a run; resume it with --resume {path} or pick another --name")
@@ -170,15 +171,27 @@ def start_run(cfg: ExperimentConfig, run_dir: str | os.PathLike, **kwargs) -> Ex
     return Experiment(cfg, path, **kwargs)
 
 
-def resume_run(run_dir: str | os.PathLike, **kwargs) -> Experiment:
+def resume_run(run_dir: str | os.PathLike, device: str | None = None, **kwargs) -> Experiment:
+    """The run folder's experiment at its last checkpoint; `device` moves it (e.g. a GPU run onto a CPU)."""
     path = Path(run_dir)
     if not (path / CONFIG).is_file():
         raise UserError(f"{path} is not a run folder (no {CONFIG}); pass the folder that `hypercl run` created")
-    cfg = build_config(yaml.safe_load((path / CONFIG).read_text()), source=str(path / CONFIG))
+    tree = read_yaml_tree(path / CONFIG)
+    if device is not None:
+        tree["device"] = device
+    cfg = build_config(tree, source=str(path / CONFIG))
+    resolve_device(cfg.device)
     exp = Experiment(cfg, path, **kwargs)
     if (path / CHECKPOINT).is_file():
         exp.load_checkpoint()
+    if device is not None:
+        (path / CONFIG).write_text(cfg.to_yaml())
     return exp
+
+
+def _what_it_learns(cfg: ExperimentConfig) -> dict:
+    """The config less where it runs: a checkpoint (saved on the CPU) resumes on any device."""
+    return {k: v for k, v in cfg.model_dump().items() if k != "device"}
 
 
 def _progress_bar(tasks: int, iters: int, done: int, enabled: bool):

@@ -1,4 +1,4 @@
-"""Seeding: one call before anything random, and one generator per task.
+"""Seeding: one call before a fresh run, and one generator per task.
 
 Each task draws from its own generator derived from (seed, task), so a run
 resumed at task t replays exactly the random stream an uninterrupted run

@@ -69,4 +69,5 @@ def export_config(run, path: Path, metric: str) -> None:
     cfg = config_from_flat(decode_params(run.data.params))
     value = run.data.metrics.get(metric)
     header = f"# exported by `hypercl best` from MLflow run {run.info.run_id} ({metric} = {value})\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(header + yaml.safe_dump(cfg.model_dump(), sort_keys=False))

@@ -33,15 +33,17 @@ def _add_run(sub) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from hypercl_core.config import load_config  # noqa: PLC0415
+    from hypercl_core.config import load_config, parse_override  # noqa: PLC0415
     from hypercl_core.errors import UserError  # noqa: PLC0415
     from hypercl_core.experiment import resume_run, start_run  # noqa: PLC0415
     from hypercl_core.metrics import score_name  # noqa: PLC0415
 
     if args.resume:
-        if args.overrides:
-            raise UserError("--set cannot change a run being resumed; start a new run with --config instead")
-        exp = resume_run(args.resume, data_root=args.data_root)
+        moved = dict(parse_override(item) for item in args.overrides)
+        if set(moved) - {"device"}:
+            raise UserError("--set can change only the device of a run being resumed (e.g. --set device=cpu); "
+                            "start a new run with --config to change anything else")
+        exp = resume_run(args.resume, device=moved.get("device"), data_root=args.data_root)
         print(f"resuming {args.resume} after task {exp.tasks_done}/{exp.cfg.benchmark.num_tasks}", file=sys.stderr)
     else:
         cfg = load_config(args.config, args.overrides)

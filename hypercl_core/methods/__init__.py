@@ -29,12 +29,18 @@ class Subsystem(Protocol):
 
 
 def resolve_device(spec: str) -> torch.device:
+    """The torch device for a config's `device`, refused here (one line) rather than deep in CUDA."""
     if spec == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if spec.startswith("cuda") and not torch.cuda.is_available():
+    if spec.startswith("cuda"):
         from hypercl_core.errors import ConfigError  # noqa: PLC0415
 
-        raise ConfigError(f"device {spec!r} requested but CUDA is not available here; use --set device=auto or cpu")
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {spec!r} requested but CUDA is not available here; use --set device=auto or cpu")
+        count = torch.cuda.device_count()
+        if torch.device(spec).index is not None and torch.device(spec).index >= count:
+            raise ConfigError(f"device {spec!r} requested but this machine has {count} GPU(s), cuda:0 to cuda:{count - 1}; "
+                              "use --set device=cuda:<index> or auto")
     return torch.device(spec)
 
 

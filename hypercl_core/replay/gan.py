@@ -70,3 +70,20 @@ class HnetGAN(HnetGenerator):
     @torch.no_grad()
     def evaluate(self, upto: int) -> dict[str, list[float]]:
         return {"sample_drift": self.sample_drift(upto)}
+
+    # The discriminator's dropout is the one draw from the global random stream (nn.Dropout
+    # takes no generator): its state travels with the checkpoint, so a resumed run (in this
+    # process or on an actor) repeats the uninterrupted one.
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "dropout_rng": (self.device.type, self._rng_state())}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        device_type, rng = state.get("dropout_rng", (None, None))
+        if device_type == self.device.type == "cuda":
+            torch.cuda.set_rng_state(rng, self.device)
+        elif device_type == self.device.type == "cpu":
+            torch.set_rng_state(rng)
+
+    def _rng_state(self) -> torch.Tensor:
+        return torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else torch.get_rng_state()

@@ -32,5 +32,6 @@ def plot_sample_grid(after_learning: torch.Tensor, after_all: torch.Tensor, labe
     ax.tick_params(length=0)
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -42,11 +42,13 @@ def test_the_regularizer_keeps_earlier_digits_generated(tmp_path, data_root):
     assert protected["summary"]["trained_compression_ratio"] == pytest.approx(protected["summary"]["compression_ratio"])
 
 
-def test_resume_equals_uninterrupted_and_samples_command(tmp_path, data_root):
-    cfg = tiny_vae(tasks=2, iters=20)
+@pytest.mark.parametrize("model", ["vae", "gan"])  # the GAN's dropout draws from the global random stream
+def test_resume_equals_uninterrupted_and_samples_command(model, tmp_path, data_root):
+    cfg = tiny_vae(tasks=2, iters=20) if model == "vae" else tiny_gan(iters=20)
     whole = start_run(cfg, tmp_path / "whole", data_root=str(data_root)).run(show_progress=False)
 
     run_cut_after_first_task(cfg, tmp_path / "cut", data_root)
+    torch.manual_seed(12345)  # as a new process would be
     exp = resume_run(tmp_path / "cut", data_root=str(data_root))
     assert exp.tasks_done == 1
     assert exp.run(show_progress=False)["matrices"] == whole["matrices"]
@@ -102,7 +104,9 @@ def test_gan_generates_images_keeps_digits_and_round_trips(tmp_path, data_root):
     images = exp.learner.sample([0, 1], 4, torch.Generator().manual_seed(0))
     assert images.shape == (2, 4, 784) and images.min() >= 0 and images.max() <= 1
     assert torch.allclose(exp.learner.kept_samples([0])[0], exp.learner.kept_samples([0, 1])[0], atol=1e-6)
-    assert main(["samples", str(tmp_path / "p"), "--data-root", str(data_root)]) == 0
+    out = tmp_path / "figures" / "gan.png"  # a folder that does not exist yet
+    assert main(["samples", str(tmp_path / "p"), "--data-root", str(data_root), "--out", str(out)]) == 0
+    assert out.stat().st_size > 5_000
 
 
 def test_gan_starts_with_images_that_depend_on_the_noise(data_root):

@@ -4,8 +4,12 @@ import subprocess
 import sys
 
 import pytest
+import torch
+import yaml
 
+from hypercl_core.config import load_config
 from orchestrator.cli import main
+from tests.conftest import run_cut_after_first_task
 
 
 def _hypercl(*args, cwd=None):
@@ -20,6 +24,8 @@ def _hypercl(*args, cwd=None):
         (["--set", "method.beta=-1"], "config key 'method.beta'"),
         (["--set", "target.hidden=[]"], "config key 'target.hidden'"),
         (["--set", "hnet.chunk_dim=0"], "config key 'hnet.chunk_dim'"),
+        (["--set", "replay.decoder_hiden=[5]"], "valid keys in replay: model, encoder_hidden"),
+        (["--set", "device=cuda:99"], "device 'cuda:99' requested"),  # no CUDA, or not 100 GPUs
     ],
 )
 def test_bad_config_values_exit_2_with_one_line(tmp_path, capsys, args, fragment):
@@ -44,6 +50,33 @@ def test_unknown_preset_and_bad_resume(tmp_path, capsys):
     assert "presets:" in capsys.readouterr().err
     assert main(["run", "--resume", str(tmp_path)]) == 2
     assert "not a run folder" in capsys.readouterr().err
+
+
+def test_resume_changes_only_the_device(tmp_path, data_root, capsys):
+    """A run from a GPU machine resumes on a CPU with --set device=cpu; nothing else can change."""
+    run = tmp_path / "r"
+    cfg = load_config("split_mnist_cl1", ["benchmark.num_tasks=2", "train.iters_per_task=5", "target.hidden=[16]",
+                                          "hnet.chunk_dim=2000", "device=cpu"])
+    run_cut_after_first_task(cfg, run, data_root)
+    written = yaml.safe_load((run / "config.yaml").read_text())
+    resume = ["run", "--resume", str(run), "--data-root", str(data_root), "--no-progress"]
+
+    assert main([*resume, "--set", "train.lr=1"]) == 2
+    assert "only the device" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        (run / "config.yaml").write_text(yaml.safe_dump({**written, "device": "cuda"}))
+        assert main(resume) == 2
+        assert "CUDA is not available here" in capsys.readouterr().err
+    assert main([*resume, "--set", "device=cpu"]) == 0
+    assert yaml.safe_load((run / "config.yaml").read_text()) == written
+    assert (run / "results.json").is_file()
+
+
+def test_resume_of_a_broken_config_is_one_line(tmp_path, capsys):
+    (tmp_path / "config.yaml").write_text("seed: [0\n")
+    assert main(["run", "--resume", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "not valid YAML" in err and len(err.splitlines()) == 1
 
 
 def test_run_end_to_end_prints_summary(tmp_path, data_root):

@@ -79,16 +79,16 @@ def test_sweep_tracks_every_trial_and_best_agrees_with_mlflow(tmp_path, capsys, 
         order_by=["metrics.final_acc DESC"],
     )
     assert main(["best", "--name", "s1", "--runs-dir", str(tmp_path), "--top", "3",
-                 "--export", str(tmp_path / "best.yaml")]) == 0
+                 "--export", str(tmp_path / "exports" / "best.yaml")]) == 0  # folder made for it
     table = capsys.readouterr().out
     ranked = [line.split()[-1] for line in table.splitlines() if line[:1].isdigit()]
     assert ranked == list(reference["run_id"])[: len(ranked)] and ranked
-    exported = load_config(str(tmp_path / "best.yaml"))
+    exported = load_config(str(tmp_path / "exports" / "best.yaml"))
     top = client.get_run(ranked[0])
     assert exported.flat() == decode_params(top.data.params)
 
     # rerun the winner over seeds: one parent with mean ± SEM, one nested run per seed
-    assert main(["rerun", str(tmp_path / "best.yaml"), "--seeds", "2", "--runs-dir", str(tmp_path),
+    assert main(["rerun", str(tmp_path / "exports" / "best.yaml"), "--seeds", "2", "--runs-dir", str(tmp_path),
                  "--name", "r1"]) == 0
     ray.shutdown()
     assert "SEM over 2 of 2 seeds" in capsys.readouterr().out

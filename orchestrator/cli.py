@@ -123,6 +123,8 @@ def _add_cluster(p) -> None:
     p.add_argument("--cpus-per-subsystem", type=float, default=0.75,
                    help="CPUs per subsystem actor without GPUs (default 0.75: one CPU per one-subsystem trial)")
     p.add_argument("--data-root", help="MNIST root on every node (default: resolved per node)")
+    p.add_argument("--storage", help="where Tune keeps trial checkpoints, seen by every node: s3://bucket/prefix "
+                                     "or a shared folder; needed with --address (default: the sweep folder)")
 
 
 def _add_sweep(sub) -> None:
@@ -155,6 +157,40 @@ def _check_counts(args: argparse.Namespace) -> None:
         raise UserError(f"--cpus-per-subsystem must be positive, got {cpus}")
 
 
+def _cluster_options(args: argparse.Namespace) -> dict:
+    """What sweep, rerun and robustness ask of the cluster and the tracking store, alike."""
+    storage = args.storage
+    if storage and "://" not in storage:  # a shared folder; Tune reads a relative path as a URI
+        storage = str(Path(storage).resolve())
+    return {"name": args.name, "max_concurrent": args.max_concurrent, "tracking_uri": args.tracking_uri or "",
+            "gpus_per_subsystem": args.gpus_per_subsystem, "cpus_per_subsystem": args.cpus_per_subsystem,
+            "data_root": args.data_root, "storage": storage}
+
+
+def _new_folder(spec, args: argparse.Namespace) -> Path:
+    """The folder, once the request passed the checks that need none (cluster, tracking server)."""
+    from orchestrator import sweep  # noqa: PLC0415
+    from orchestrator.tracking import check_tracking_uri  # noqa: PLC0415
+
+    sweep.check_cluster_request(spec, args.address)
+    if spec.tracking_uri:
+        check_tracking_uri(spec.tracking_uri)
+    return sweep.new_sweep_folder(Path(args.runs_dir), spec.name)
+
+
+def _resumed(args: argparse.Namespace, kind: str):
+    """The saved request of the folder to resume, which must be of this command's kind."""
+    from hypercl_core.errors import UserError  # noqa: PLC0415
+    from orchestrator import sweep  # noqa: PLC0415
+
+    folder = Path(args.resume)
+    spec = sweep.SweepSpec.load(folder)
+    if spec.kind != kind:
+        raise UserError(f"{folder} holds a {spec.kind}, not a {kind}; resume it with hypercl {spec.kind} --resume {folder}")
+    sweep.check_cluster_request(spec, args.address)
+    return spec, folder
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     from hypercl_core.errors import UserError  # noqa: PLC0415
     from orchestrator import sweep  # noqa: PLC0415
@@ -162,27 +198,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     _check_counts(args)
 
     if args.resume:
-        folder = Path(args.resume)
-        spec = sweep.SweepSpec.load(folder)
-        if spec.kind != "sweep":
-            raise UserError(f"{folder} holds a {spec.kind}, not a sweep; start it again with `hypercl rerun`")
-        resume = True
+        spec, folder = _resumed(args, "sweep")
     else:
         if not (args.space and args.preset):
             raise UserError("hypercl sweep needs --space and --preset (or --resume SWEEP_DIR)")
-        spec = sweep.plan_sweep(args.space, args.preset, args.overrides, name=args.name,
-                                num_samples=args.num_samples, max_concurrent=args.max_concurrent,
-                                scheduler=args.scheduler, seed=args.seed, tracking_uri=args.tracking_uri or "",
-                                gpus_per_subsystem=args.gpus_per_subsystem,
-                                cpus_per_subsystem=args.cpus_per_subsystem, data_root=args.data_root)
-        if spec.tracking_uri:
-            from orchestrator.tracking import check_tracking_uri  # noqa: PLC0415
-
-            check_tracking_uri(spec.tracking_uri)
-        folder = sweep.new_sweep_folder(Path(args.runs_dir), spec.name)
-        resume = False
+        spec = sweep.plan_sweep(args.space, args.preset, args.overrides, num_samples=args.num_samples,
+                                scheduler=args.scheduler, seed=args.seed, **_cluster_options(args))
+        folder = _new_folder(spec, args)
     print(f"sweep folder: {folder}  (resume if interrupted: hypercl sweep --resume {folder})", file=sys.stderr)
-    outcome = sweep.start(spec, folder, args.address, resume=resume)
+    outcome = sweep.start(spec, folder, args.address, resume=bool(args.resume))
     if outcome.finished_trials:
         _print_best(spec.tracking_uri, spec.name, spec.metric, args.top)
         _print_ui_hint(spec.tracking_uri)
@@ -223,6 +247,10 @@ def _sweep_uri(args: argparse.Namespace) -> tuple[str, str]:
         if not found:
             raise UserError(f"no sweeps under {sweeps}; pass --name (and --tracking-uri for a server)")
         name = found[-1].parent.name
+    if args.tracking_uri:  # a server that is down fails here, not after minutes of client retries
+        from orchestrator.tracking import check_tracking_uri  # noqa: PLC0415
+
+        check_tracking_uri(args.tracking_uri)
     return args.tracking_uri or embedded_uri(sweeps / name), name
 
 
@@ -262,30 +290,32 @@ def _print_ui_hint(uri: str) -> None:
 
 def _add_rerun(sub) -> None:
     p = sub.add_parser("rerun", help="rerun one config over seeds in parallel; logs mean ± SEM")
-    p.add_argument("config", help="config YAML (e.g. from `hypercl best --export`) or preset")
+    p.add_argument("config", nargs="?", help="config YAML (e.g. from `hypercl best --export`) or preset")
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--name", help="name (default: rerun-<config>-<timestamp>)")
+    p.add_argument("--resume", metavar="SWEEP_DIR", help="finish an interrupted rerun")
     _add_cluster(p)
     _add_tracking(p)
     p.set_defaults(func=cmd_rerun)
 
 
 def cmd_rerun(args: argparse.Namespace) -> int:
+    from hypercl_core.errors import UserError  # noqa: PLC0415
     from orchestrator import sweep  # noqa: PLC0415
-    from orchestrator.tracking import check_tracking_uri  # noqa: PLC0415
 
     _check_counts(args)
 
-    spec = sweep.plan_rerun(args.config, args.seeds, name=args.name, max_concurrent=args.max_concurrent,
-                            tracking_uri=args.tracking_uri or "", gpus_per_subsystem=args.gpus_per_subsystem,
-                            cpus_per_subsystem=args.cpus_per_subsystem, data_root=args.data_root)
-    if spec.tracking_uri:
-        check_tracking_uri(spec.tracking_uri)
-    folder = sweep.new_sweep_folder(Path(args.runs_dir), spec.name)
-    print(f"rerun folder: {folder}", file=sys.stderr)
-    outcome = sweep.start(spec, folder, args.address)
+    if args.resume:
+        spec, folder = _resumed(args, "rerun")
+    else:
+        if not args.config:
+            raise UserError("hypercl rerun needs a config (YAML or preset) or --resume SWEEP_DIR")
+        spec = sweep.plan_rerun(args.config, args.seeds, **_cluster_options(args))
+        folder = _new_folder(spec, args)
+    print(f"rerun folder: {folder}  (resume if interrupted: hypercl rerun --resume {folder})", file=sys.stderr)
+    outcome = sweep.start(spec, folder, args.address, resume=bool(args.resume))
     if outcome.interrupted or not outcome.finished_trials:
-        return _exit_status(outcome, f"hypercl rerun {args.config} --seeds {args.seeds}", folder)
+        return _exit_status(outcome, f"hypercl rerun --resume {folder}", folder)
     from orchestrator.best import best_runs  # noqa: PLC0415
 
     runs = best_runs(spec.tracking_uri, spec.name, spec.metric, spec.total_trials, spec.mode)
@@ -329,23 +359,14 @@ def cmd_robustness(args: argparse.Namespace) -> int:
         uri, name = _sweep_uri(args)
         return _report_study(uri, name, Path(args.runs_dir) / "sweeps" / name)
     if args.resume:
-        folder = Path(args.resume)
-        spec = sweep.SweepSpec.load(folder)
-        if spec.kind != "robustness":
-            raise UserError(f"{folder} holds a {spec.kind}, not a robustness study; resume it with `hypercl {spec.kind}`")
+        spec, folder = _resumed(args, "robustness")
     else:
         if not args.preset:
             raise UserError("hypercl robustness needs --preset (or --resume SWEEP_DIR, or --plot-only --name NAME)")
         spec = robustness.plan_robustness(
             args.preset, args.overrides, args.n_archs, tuple(args.ratio_range), args.bins, args.bin_scale, args.seed,
-            name=args.name, max_concurrent=args.max_concurrent, tracking_uri=args.tracking_uri or "",
-            gpus_per_subsystem=args.gpus_per_subsystem, cpus_per_subsystem=args.cpus_per_subsystem,
-            data_root=args.data_root)
-        if spec.tracking_uri:
-            from orchestrator.tracking import check_tracking_uri  # noqa: PLC0415
-
-            check_tracking_uri(spec.tracking_uri)
-        folder = sweep.new_sweep_folder(Path(args.runs_dir), spec.name)
+            **_cluster_options(args))
+        folder = _new_folder(spec, args)
     ratios = [_ratio_of(spec, v) for v in spec.variants]
     print(f"study folder: {folder}  ({len(spec.variants)} architectures, ratios {min(ratios):.4g}-{max(ratios):.4g}; "
           f"resume if interrupted: hypercl robustness --resume {folder})", file=sys.stderr)

@@ -24,13 +24,24 @@ class SweepProgress(tune.Callback):
         self.num_tasks = num_tasks
         self.total = total
         self.start = time.time()
-        self.done = 0
+        self.done: int | None = None
+
+    def setup(self, **info):
+        # Also called when a resumed sweep starts (this object comes back from Tune's saved
+        # state): restart the clock, and count the trials already done from Tune's own list.
+        self.start = time.time()
+        self.done = None
+
+    def _count(self, trials) -> None:
+        if self.done is None:
+            self.done = sum(t.status in ("TERMINATED", "ERROR") for t in trials)
 
     def _print(self, text: str) -> None:
         elapsed = time.time() - self.start
         print(f"[{elapsed:7.0f}s] {text}", file=sys.stderr, flush=True)
 
     def on_trial_start(self, iteration, trials, trial, **info):
+        self._count(trials)
         self._print(f"{trial.trial_id} started ({self.done}/{self.total} trials done)")
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
@@ -42,6 +53,7 @@ class SweepProgress(tune.Callback):
             self._print(f"{trial.trial_id} task {result.get('task')}/{self.num_tasks} {self.metric} {value:.4f}")
 
     def on_trial_complete(self, iteration, trials, trial, **info):
+        self._count(trials)
         self.done += 1
         self._mark(trial.trial_id, "KILLED", "stopped early by the scheduler")
         last = trial.last_result or {}
@@ -53,6 +65,7 @@ class SweepProgress(tune.Callback):
         self._print(f"{trial.trial_id} {verdict}: {shown} ({self.done}/{self.total})")
 
     def on_trial_error(self, iteration, trials, trial, **info):
+        self._count(trials)
         self.done += 1
         error = _error_line(trial)
         self._mark(trial.trial_id, "FAILED", f"error: {trial.error_file or 'see Tune logs'}", {ERROR_TAG: error})

@@ -56,6 +56,7 @@ class SweepSpec:
     gpus_per_subsystem: int | None = None
     cpus_per_subsystem: float = DEFAULT_SUBSYSTEM_CPUS
     data_root: str | None = None
+    storage: str | None = None  # Tune's checkpoints where every node sees them; None: the sweep folder
     experiment_id: str | None = None
     parent_run_id: str | None = None
     created: str = field(default_factory=lambda: dt.datetime.now().isoformat(timespec="seconds"))
@@ -118,6 +119,7 @@ def plan_rerun(config_ref: str, seeds: int, **options: Any) -> SweepSpec:
 
 def start(spec: SweepSpec, folder: Path, address: str | None, resume: bool = False) -> SweepOutcome:
     """Run (or resume) the sweep until every trial ended or the user interrupted it."""
+    folder = folder.resolve()  # Tune reads a relative path as a URI without a scheme
     spec.tracking_uri = spec.tracking_uri or embedded_uri(folder)
     check_tracking_uri(spec.tracking_uri)
     if address is None:
@@ -143,7 +145,7 @@ def start(spec: SweepSpec, folder: Path, address: str | None, resume: bool = Fal
         spec.save(folder)  # the placement is part of the sweep: a resume must ask for the same
         from ray import tune  # noqa: PLC0415
 
-        can_restore = resume and tune.Tuner.can_restore(str((folder / TUNE_DIR).resolve()))
+        can_restore = resume and tune.Tuner.can_restore(_tune_path(spec, folder))
         results = _tuner(spec, folder, placement, can_restore).fit()
         ended = results.num_terminated + results.num_errors == len(results)
         if ended and spec.kind == "sweep":
@@ -209,7 +211,7 @@ def _fail_orphaned_study_trials(spec: SweepSpec, folder: Path) -> None:
     no Tune trial owns; once every Tune trial has ended none can still be running, so close those."""
     import optuna  # noqa: PLC0415
 
-    study = optuna.load_study(study_name=spec.name, storage=f"sqlite:///{(folder / 'optuna.db').resolve()}")
+    study = optuna.load_study(study_name=spec.name, storage=f"sqlite:///{folder / 'optuna.db'}")
     for trial in study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.RUNNING]):
         study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
 
@@ -230,10 +232,10 @@ def _tuner(spec: SweepSpec, folder: Path, placement, resume: bool):
         tune.PlacementGroupFactory(placement.bundles(len(subsystem_names(cfg)))),
     )
     if resume:
-        return tune.Tuner.restore(str(folder / TUNE_DIR), trainable, resume_unfinished=True, resume_errored=True)
+        return tune.Tuner.restore(_tune_path(spec, folder), trainable, resume_unfinished=True, resume_errored=True)
     run_config = tune.RunConfig(
-        name=TUNE_DIR,
-        storage_path=str(folder.resolve()),
+        name=spec.name if spec.storage else TUNE_DIR,
+        storage_path=spec.storage or str(folder),
         failure_config=tune.FailureConfig(max_failures=2),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
         callbacks=[SweepProgress(spec.tracking_uri, spec.experiment_id, spec.metric, cfg.benchmark.num_tasks,
@@ -255,12 +257,34 @@ def _tuner(spec: SweepSpec, folder: Path, placement, resume: bool):
     return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config)
 
 
+def _tune_path(spec: SweepSpec, folder: Path) -> str:
+    """Where Tune keeps this sweep's state and checkpoints (a URI such as s3://... or a path)."""
+    return f"{spec.storage.rstrip('/')}/{spec.name}" if spec.storage else str(folder / TUNE_DIR)
+
+
+def check_cluster_request(spec: SweepSpec, address: str | None) -> None:
+    """On a cluster every trial writes from its own node: to MLflow, and its checkpoints through Tune."""
+    if address is None:
+        return
+    if not spec.tracking_uri or spec.tracking_uri.startswith("sqlite:"):
+        raise UserError("--address runs trials on other nodes, which cannot write to a SQLite file here; "
+                        "pass --tracking-uri http://<head private ip>:5000 (an MLflow server every node reaches)")
+    if not spec.storage:
+        raise UserError("--address runs trials on other nodes, whose checkpoints Tune must write where every node "
+                        "sees them; pass --storage s3://<bucket>/<prefix> (or a folder every node mounts)")
+    if spec.gpus_per_subsystem is None:  # an autoscaling cluster may show no GPU until trials ask for one
+        raise UserError("--address: pass --gpus-per-subsystem 1 to train on the cluster's GPU workers "
+                        "(or 0 for CPUs); a cluster may not show its GPU nodes before trials ask for them")
+
+
 def _searcher(spec: SweepSpec, folder: Path):
     import optuna  # noqa: PLC0415
-    from ray.tune.search.optuna import OptunaSearch  # noqa: PLC0415
 
-    storage = optuna.storages.RDBStorage(f"sqlite:///{(folder / 'optuna.db').resolve()}")
-    return OptunaSearch(sampler=optuna.samplers.TPESampler(seed=spec.seed), storage=storage, study_name=spec.name)
+    from orchestrator.searcher import FullRunSearch  # noqa: PLC0415
+
+    storage = optuna.storages.RDBStorage(f"sqlite:///{folder / 'optuna.db'}")
+    return FullRunSearch(spec.config.benchmark.num_tasks, sampler=optuna.samplers.TPESampler(seed=spec.seed),
+                         storage=storage, study_name=spec.name)
 
 
 def _scheduler(spec: SweepSpec, cfg: ExperimentConfig):

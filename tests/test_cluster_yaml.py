@@ -142,6 +142,8 @@ def test_gpu_worker_type(config):
         assert isinstance(res["GPU"], int) and isinstance(res["CPU"], int) and res["CPU"] >= 1, name
         assert 0 <= spec["min_workers"] <= spec["max_workers"] <= config["max_workers"], name
         assert spec["node_config"]["InstanceType"], name
+        # trials write checkpoints to --storage s3://... from the workers: the profile `ray up` makes for the head
+        assert spec["node_config"]["IamInstanceProfile"] == {"Name": "ray-autoscaler-v1"}, name
     assert sum(s.get("min_workers", 0) for s in workers.values()) <= config["max_workers"]
 
 

@@ -36,8 +36,9 @@ def test_worker_node_removed_mid_trial_and_every_trial_completes(tmp_path, data_
     cluster.add_node(num_cpus=1)
     cluster.wait_for_nodes()
     overrides = [*TINY_SWEEP, "train.iters_per_task=150"]
+    shared = tmp_path / "shared"  # what --storage names on a real cluster (s3://..., NFS)
     spec = sweep.plan_sweep("smoke", "split_mnist_cl1", overrides, name="nodes", num_samples=2,
-                            max_concurrent=2, data_root=str(data_root), gpus_per_subsystem=0)
+                            max_concurrent=2, data_root=str(data_root), gpus_per_subsystem=0, storage=str(shared))
     folder = sweep.new_sweep_folder(tmp_path, "nodes")
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     removed: dict[str, str] = {}
@@ -54,7 +55,7 @@ def test_worker_node_removed_mid_trial_and_every_trial_completes(tmp_path, data_
                 where = run.data.tags.get("placement.target_hnet", "")
                 trial_id = run.data.tags.get(TRIAL_ID)
                 # Tune's checkpoint of task 1, not the MLflow metric logged just before it, marks "task 1 done"
-                checkpointed = any((folder / "tune").glob(f"run_trial_{trial_id}_*/checkpoint_000000"))
+                checkpointed = any((shared / "nodes").glob(f"run_trial_{trial_id}_*/checkpoint_000000"))
                 if doomed.node_id in where and checkpointed and run.info.status == "RUNNING":
                     cluster.remove_node(doomed)
                     removed["run"] = run.info.run_id

@@ -39,7 +39,7 @@ def _trial_runs(uri: str, name: str) -> list:
     return client.search_runs([experiment.experiment_id], filter_string=f"tags.`{KIND}` = 'trial'")
 
 
-def test_sweep_tracks_every_trial_and_best_agrees_with_mlflow(tmp_path, capsys, data_root):
+def test_sweep_tracks_every_trial_and_best_agrees_with_mlflow(tmp_path, capsys, data_root, monkeypatch):
     assert main(_sweep_args(tmp_path, "s1", 3, "--scheduler", "asha")) == 0
     ray.shutdown()
     captured = capsys.readouterr()
@@ -70,6 +70,10 @@ def test_sweep_tracks_every_trial_and_best_agrees_with_mlflow(tmp_path, capsys, 
 
     study = optuna.load_study(study_name="s1", storage=f"sqlite:///{folder / 'optuna.db'}")
     assert len(study.trials) == 3
+    # Optuna learns from full runs only: a trial ASHA stopped is PRUNED, not COMPLETE with its partial score
+    states = [t.state for t in study.trials]
+    assert states.count(optuna.trial.TrialState.COMPLETE) == sum(r.info.status == "FINISHED" for r in trials)
+    assert states.count(optuna.trial.TrialState.PRUNED) == sum(r.info.status == "KILLED" for r in trials)
 
     # `best` must rank exactly as MLflow's own search does
     mlflow.set_tracking_uri(uri)
@@ -99,6 +103,14 @@ def test_sweep_tracks_every_trial_and_best_agrees_with_mlflow(tmp_path, capsys, 
     parent = r_client.search_runs([r_client.get_experiment_by_name("r1").experiment_id],
                                   filter_string=f"tags.`{KIND}` = 'rerun'")[0]
     assert {"final_acc_mean", "final_acc_sem"} <= set(parent.data.metrics)
+
+    # resumed by a relative path (as the CLI prints it), a finished rerun adds no run; sweep --resume points to rerun
+    monkeypatch.chdir(tmp_path)
+    assert main(["rerun", "--resume", "sweeps/r1"]) == 0
+    ray.shutdown()
+    assert len(_trial_runs(r_uri, "r1")) == 2
+    assert main(["sweep", "--resume", "sweeps/r1"]) == 2
+    assert "hypercl rerun --resume sweeps/r1" in capsys.readouterr().err
 
 
 def _wait_for(predicate, timeout: float, what: str) -> None:
@@ -140,6 +152,7 @@ def test_driver_killed_then_resumed_keeps_one_run_per_trial(tmp_path, data_root)
     resumed = subprocess.run([sys.executable, "-m", "orchestrator.cli", "sweep", "--resume", str(folder)],
                              capture_output=True, text=True, env=env, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "(4/4)" in resumed.stderr  # progress counts the trials done before the driver died
     trials = _trial_runs(embedded_uri(folder), "k1")
     ids = [t.data.tags[TRIAL_ID] for t in trials]
     assert len(ids) == 4 and len(set(ids)) == 4  # exactly one MLflow run per trial
@@ -161,6 +174,12 @@ def test_bad_sweep_inputs_exit_2_and_record_nothing(tmp_path, capsys):
         (["sweep", "--resume", str(tmp_path)], "is not a sweep folder"),
         (["sweep", "--space", "smoke", "--preset", "split_mnist_cl1", "--max-concurrent", "0"], "--max-concurrent"),
         (["sweep", "--space", "smoke", "--preset", "nosuch"], "neither a YAML file nor a preset"),
+        (["sweep", "--space", "smoke", "--preset", "split_mnist_cl1", "--address", "auto"], "--tracking-uri http://"),
+        (["rerun", "split_mnist_cl1", "--address", "auto", "--tracking-uri", "http://127.0.0.1:9"], "--storage s3://"),
+        (["rerun", "split_mnist_cl1", "--address", "auto", "--tracking-uri", "http://127.0.0.1:9", "--storage",
+          "s3://bucket/hypercl"], "--gpus-per-subsystem 1"),
+        (["rerun"], "needs a config"),
+        (["best", "--name", "x", "--tracking-uri", "http://127.0.0.1:9"], "unreachable"),
     ]
     for args, fragment in cases:
         assert main([*args, "--runs-dir", str(tmp_path / "runs")]) == 2

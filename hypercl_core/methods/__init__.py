@@ -37,8 +37,8 @@ def resolve_device(spec: str) -> torch.device:
 
         if not torch.cuda.is_available():
             raise ConfigError(f"device {spec!r} requested but CUDA is not available here; use --set device=auto or cpu")
-        count = torch.cuda.device_count()
-        if torch.device(spec).index is not None and torch.device(spec).index >= count:
+        count, index = torch.cuda.device_count(), torch.device(spec).index
+        if index is not None and index >= count:
             raise ConfigError(f"device {spec!r} requested but this machine has {count} GPU(s), cuda:0 to cuda:{count - 1}; "
                               "use --set device=cuda:<index> or auto")
     return torch.device(spec)

@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import yaml
@@ -110,21 +112,24 @@ def cmd_presets(args: argparse.Namespace) -> int:
 
 
 def _add_tracking(p) -> None:
-    p.add_argument("--tracking-uri", help="MLflow URI (default: SQLite inside the sweep folder)")
+    p.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI"),
+                   help="MLflow URI (default: $MLFLOW_TRACKING_URI, else SQLite inside the sweep folder)")
     p.add_argument("--runs-dir", default="runs", help="parent of sweeps/ (default: runs/)")
 
 
 def _add_cluster(p) -> None:
     """Where and how wide the trials run: shared by sweep, rerun and robustness."""
     p.add_argument("--max-concurrent", type=int, default=None)
-    p.add_argument("--address", help="Ray cluster: auto or ray://host:10001 (default: local Ray)")
+    p.add_argument("--address", default=os.environ.get("RAY_ADDRESS"),
+                   help="Ray cluster: auto or ray://host:10001 (default: $RAY_ADDRESS, else a new local Ray)")
     p.add_argument("--gpus-per-subsystem", type=int, choices=[0, 1], default=None,
                    help="default: 1 when the cluster has GPUs, else 0")
     p.add_argument("--cpus-per-subsystem", type=float, default=0.75,
                    help="CPUs per subsystem actor without GPUs (default 0.75: one CPU per one-subsystem trial)")
     p.add_argument("--data-root", help="MNIST root on every node (default: resolved per node)")
-    p.add_argument("--storage", help="where Tune keeps trial checkpoints, seen by every node: s3://bucket/prefix "
+    p.add_argument("--storage", help="where trial checkpoints and Tune logs go, seen by every node: s3://bucket/prefix "
                                      "or a shared folder; needed with --address (default: the sweep folder)")
+
 
 
 def _add_sweep(sub) -> None:
@@ -139,6 +144,9 @@ def _add_sweep(sub) -> None:
     p.add_argument("--name", help="sweep name (default: <preset>-<space>-<timestamp>)")
     p.add_argument("--resume", metavar="SWEEP_DIR", help="finish an interrupted sweep")
     p.add_argument("--top", type=int, default=5, help="rows of the best-config table printed at the end")
+    p.add_argument("--study-storage", metavar="URL",
+                   help="database of the Optuna study, e.g. postgresql://user:pw@host:5432/db, so it outlives the "
+                        "cluster (default: optuna.db in the sweep folder)")
     _add_cluster(p)
     _add_tracking(p)
     p.set_defaults(func=cmd_sweep)
@@ -164,7 +172,8 @@ def _cluster_options(args: argparse.Namespace) -> dict:
         storage = str(Path(storage).resolve())
     return {"name": args.name, "max_concurrent": args.max_concurrent, "tracking_uri": args.tracking_uri or "",
             "gpus_per_subsystem": args.gpus_per_subsystem, "cpus_per_subsystem": args.cpus_per_subsystem,
-            "data_root": args.data_root, "storage": storage}
+            "data_root": args.data_root, "storage": storage,
+            **({"study_storage": args.study_storage} if getattr(args, "study_storage", None) else {})}
 
 
 def _new_folder(spec, args: argparse.Namespace) -> Path:
@@ -175,6 +184,8 @@ def _new_folder(spec, args: argparse.Namespace) -> Path:
     sweep.check_cluster_request(spec, args.address)
     if spec.tracking_uri:
         check_tracking_uri(spec.tracking_uri)
+    if spec.study_storage:
+        sweep.check_study_storage(spec.study_storage)
     return sweep.new_sweep_folder(Path(args.runs_dir), spec.name)
 
 
@@ -206,7 +217,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                                 scheduler=args.scheduler, seed=args.seed, **_cluster_options(args))
         folder = _new_folder(spec, args)
     print(f"sweep folder: {folder}  (resume if interrupted: hypercl sweep --resume {folder})", file=sys.stderr)
-    outcome = sweep.start(spec, folder, args.address, resume=bool(args.resume))
+    outcome = sweep.start(spec, folder, args.address)
     if outcome.finished_trials:
         _print_best(spec.tracking_uri, spec.name, spec.metric, args.top)
         _print_ui_hint(spec.tracking_uri)
@@ -313,7 +324,7 @@ def cmd_rerun(args: argparse.Namespace) -> int:
         spec = sweep.plan_rerun(args.config, args.seeds, **_cluster_options(args))
         folder = _new_folder(spec, args)
     print(f"rerun folder: {folder}  (resume if interrupted: hypercl rerun --resume {folder})", file=sys.stderr)
-    outcome = sweep.start(spec, folder, args.address, resume=bool(args.resume))
+    outcome = sweep.start(spec, folder, args.address)
     if outcome.interrupted or not outcome.finished_trials:
         return _exit_status(outcome, f"hypercl rerun --resume {folder}", folder)
     from orchestrator.best import best_runs  # noqa: PLC0415
@@ -370,7 +381,7 @@ def cmd_robustness(args: argparse.Namespace) -> int:
     ratios = [_ratio_of(spec, v) for v in spec.variants]
     print(f"study folder: {folder}  ({len(spec.variants)} architectures, ratios {min(ratios):.4g}-{max(ratios):.4g}; "
           f"resume if interrupted: hypercl robustness --resume {folder})", file=sys.stderr)
-    outcome = sweep.start(spec, folder, args.address, resume=bool(args.resume))
+    outcome = sweep.start(spec, folder, args.address)
     status = _report_study(spec.tracking_uri, spec.name, folder, parent_run_id=spec.parent_run_id)
     return _exit_status(outcome, f"hypercl robustness --resume {folder}", folder) or status
 
@@ -408,10 +419,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _stop_gently(signum, frame) -> None:
+    """SIGTERM (a scheduler's or `kill`'s stop) ends like Ctrl-C: cleanly, exit 130, resumable."""
+    os.kill(os.getpid(), signal.SIGINT)
+
+
 def main(argv: list[str] | None = None) -> int:
     from hypercl_core.errors import UserError  # noqa: PLC0415
 
     args = build_parser().parse_args(argv)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _stop_gently)
     try:
         return args.func(args)
     except UserError as exc:

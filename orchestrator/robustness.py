@@ -21,7 +21,7 @@ from hypercl_core.accounting import count_params
 from hypercl_core.config import config_from_flat, load_config
 from hypercl_core.errors import UserError
 from hypercl_core.metrics import score_name
-from orchestrator.sweep import SweepSpec
+from orchestrator.sweep import LAYOUT, SweepSpec
 from orchestrator.tracking import ERROR_TAG, KIND, decode_params
 from search_spaces.architectures import (ARCH_KEYS, BinScale, all_architectures, bin_edges, bin_index,
                                          check_study_request, stratified_sample)
@@ -50,7 +50,8 @@ def plan_robustness(preset: str, overrides: list[str], n_archs: int, ratio_range
     study = {"ratio_lo": ratio_range[0], "ratio_hi": ratio_range[1], "bins": bins, "bin_scale": bin_scale,
              "seed": seed, "n_archs": n_archs}
     return SweepSpec(kind="robustness", name=name, base_config=base.model_dump(), metric=metric, mode=mode,
-                     variants=[a.overrides() for a in archs], study=study, preset=preset, **options)
+                     variants=[a.overrides() for a in archs], study=study, preset=preset, layout=LAYOUT,
+                     **options)
 
 
 @dataclass(frozen=True)

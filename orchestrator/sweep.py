@@ -6,16 +6,21 @@ fixed list of variants, each a set of config overrides on the base config.
 
 A sweep folder holds everything needed to resume after the driver dies:
 `sweep.yaml` (the request, the resolved space and base config, the MLflow
-ids), the Optuna study (`optuna.db`), Tune's experiment state and trial
-checkpoints (`tune/`) and, by default, the MLflow store (`mlflow.db`,
-`artifacts/`).
+ids), the Optuna study (`optuna.db`, or `--study-storage`), each trial's
+checkpoint under its durable key (`trials/`, or under `--storage`), one Tune
+experiment per driver session (`tune/session-*`: logs and error files, never
+restored) and, by default, the MLflow store (`mlflow.db`, `artifacts/`).
+Resuming reads only what is written synchronously before anything depends on
+it: the study, MLflow and the trial checkpoints (see orchestrator/searcher.py).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import math
 import os
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,11 +32,12 @@ from hypercl_core.data.mnist import require_mnist, resolve_data_root
 from hypercl_core.errors import UserError
 from hypercl_core.methods import subsystem_names
 from orchestrator.actors import DEFAULT_SUBSYSTEM_CPUS
-from orchestrator.tracking import SweepTracker, check_tracking_uri, embedded_uri, log_metrics
+from orchestrator.tracking import TRIAL_ID, SweepTracker, check_tracking_uri, embedded_uri, log_metrics
 
 SPEC = "sweep.yaml"
 TUNE_DIR = "tune"
-VARIANT = "variant"  # the one sampled key of a fixed-list run: an index into SweepSpec.variants
+TRIALS_DIR = "trials"
+LAYOUT = 2  # 1: resumed through Tune's saved experiment state (before durable trial keys)
 
 
 @dataclass
@@ -56,10 +62,12 @@ class SweepSpec:
     gpus_per_subsystem: int | None = None
     cpus_per_subsystem: float = DEFAULT_SUBSYSTEM_CPUS
     data_root: str | None = None
-    storage: str | None = None  # Tune's checkpoints where every node sees them; None: the sweep folder
+    storage: str | None = None  # trial checkpoints and Tune logs where every node sees them; None: the sweep folder
+    study_storage: str | None = None  # the Optuna study's database URL; None: optuna.db in the sweep folder
     experiment_id: str | None = None
     parent_run_id: str | None = None
     created: str = field(default_factory=lambda: dt.datetime.now().isoformat(timespec="seconds"))
+    layout: int = 1  # absent from sweep.yaml files written before LAYOUT 2
 
     @property
     def config(self) -> ExperimentConfig:
@@ -79,7 +87,15 @@ class SweepSpec:
         if not (folder / SPEC).is_file():
             raise UserError(f"{folder} is not a sweep folder (no {SPEC}); pass the folder "
                             "that `hypercl sweep` printed")
-        return cls(**yaml.safe_load((folder / SPEC).read_text()))
+        spec = cls(**yaml.safe_load((folder / SPEC).read_text()))
+        if spec.layout < LAYOUT:
+            raise UserError(f"{folder} was started by an older hypercl that resumed through Tune's saved state; "
+                            f"its finished trials stay in MLflow (hypercl best --name {spec.name}); start a new "
+                            "sweep for the rest")
+        return spec
+
+    def study_url(self, folder: Path) -> str:
+        return self.study_storage or f"sqlite:///{folder.resolve() / 'optuna.db'}"
 
 
 def new_sweep_folder(runs_dir: Path, name: str) -> Path:
@@ -102,7 +118,7 @@ def plan_sweep(space_ref: str, preset: str, overrides: list[str], **options: Any
     metric, mode = metric_for(base)
     name = options.pop("name", None) or f"{Path(preset).stem}-{space.name}-{dt.datetime.now():%Y%m%d-%H%M%S}"
     return SweepSpec(kind="sweep", name=name, base_config=base.model_dump(), metric=metric, mode=mode,
-                     space_name=space_ref, space=space.model_dump(), preset=preset, **options)
+                     space_name=space_ref, space=space.model_dump(), preset=preset, layout=LAYOUT, **options)
 
 
 def plan_rerun(config_ref: str, seeds: int, **options: Any) -> SweepSpec:
@@ -114,11 +130,14 @@ def plan_rerun(config_ref: str, seeds: int, **options: Any) -> SweepSpec:
     metric, mode = metric_for(base)
     name = options.pop("name", None) or f"rerun-{Path(config_ref).stem}-{dt.datetime.now():%Y%m%d-%H%M%S}"
     return SweepSpec(kind="rerun", name=name, base_config=base.model_dump(), metric=metric, mode=mode,
-                     variants=[{"seed": seed} for seed in range(seeds)], preset=config_ref, **options)
+                     variants=[{"seed": seed} for seed in range(seeds)], preset=config_ref, layout=LAYOUT,
+                     **options)
 
 
-def start(spec: SweepSpec, folder: Path, address: str | None, resume: bool = False) -> SweepOutcome:
+def start(spec: SweepSpec, folder: Path, address: str | None) -> SweepOutcome:
     """Run (or resume) the sweep until every trial ended or the user interrupted it."""
+    from orchestrator.failpoints import failpoint  # noqa: PLC0415
+
     folder = folder.resolve()  # Tune reads a relative path as a URI without a scheme
     spec.tracking_uri = spec.tracking_uri or embedded_uri(folder)
     check_tracking_uri(spec.tracking_uri)
@@ -136,24 +155,66 @@ def start(spec: SweepSpec, folder: Path, address: str | None, resume: bool = Fal
     spec.experiment_id = tracker.experiment_id
     spec.parent_run_id = tracker.parent_run(
         spec.kind, spec.parent_run_id, params=_parent_params(spec),
-        tags={"hypercl.sweep": spec.name, "hypercl.space": str(spec.space_name), "hypercl.preset": str(spec.preset)},
+        tags={"hypercl.sweep": spec.name, "hypercl.space": str(spec.space_name), "hypercl.preset": str(spec.preset),
+              "hypercl.metric": spec.metric, "hypercl.mode": spec.mode},
     )
     spec.save(folder)
+    failpoint("sweep_start")
+    ended = False
     try:
+        _announce_stores(spec, folder)
         _connect_ray(address)
+        _announce_ray(address)
         placement = _pin_placement(spec, local=address is None)
         spec.save(folder)  # the placement is part of the sweep: a resume must ask for the same
-        from ray import tune  # noqa: PLC0415
-
-        can_restore = resume and tune.Tuner.can_restore(_tune_path(spec, folder))
-        results = _tuner(spec, folder, placement, can_restore).fit()
-        ended = results.num_terminated + results.num_errors == len(results)
-        if ended and spec.kind == "sweep":
-            _fail_orphaned_study_trials(spec, folder)
+        searcher = _searcher(spec, folder)
+        errors = 0  # of this session's trials
+        if searcher.has_work():
+            results = _tuner(spec, folder, placement, searcher).fit()
+            errors = results.num_errors
+        failpoint("before_close")
+        ended = _all_ended(spec, searcher, tracker)
     finally:
-        _close_parent(spec, tracker)
+        _close_parent(spec, tracker, ended)
     finished = sum(r.info.status == "FINISHED" for r in tracker.trial_runs())
-    return SweepOutcome(interrupted=not ended, finished_trials=finished, errors=results.num_errors)
+    return SweepOutcome(interrupted=not ended, finished_trials=finished, errors=errors)
+
+
+def _announce_stores(spec: SweepSpec, folder: Path) -> None:
+    """Where a sweep's results go: the first thing to check when they seem missing."""
+    lines = [f"tracking: {_masked(spec.tracking_uri)}"]
+    if spec.kind == "sweep":
+        lines.append(f"study: {_masked(spec.study_url(folder))} (study {spec.name!r})")
+    lines.append(f"checkpoints: {_tune_root(spec, folder)}/{TRIALS_DIR}")
+    print("\n".join(lines), file=sys.stderr, flush=True)
+
+
+def _announce_ray(address: str | None) -> None:
+    import ray  # noqa: PLC0415
+
+    resources = ray.cluster_resources()
+    where = f"cluster at {address}" if address else "local (started by this command)"
+    print(f"ray: {where}, {int(resources.get('CPU', 0))} CPUs, {int(resources.get('GPU', 0))} GPUs",
+          file=sys.stderr, flush=True)
+
+
+def _masked(url: str) -> str:
+    """A database URL without its password, fit for a console or a log."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in credentials:
+        return url
+    return f"{scheme}://{credentials.split(':', 1)[0]}:***@{host}"
+
+
+def _all_ended(spec: SweepSpec, searcher, tracker: SweepTracker) -> bool:
+    """Whether nothing is left to run, from the durable stores (an interrupted Tune run leaves trials open)."""
+    from orchestrator.searcher import variant_key  # noqa: PLC0415
+
+    if spec.kind == "sweep":
+        return not searcher.has_work() and searcher.done_count() >= spec.total_trials
+    ended = {r.data.tags.get(TRIAL_ID) for r in tracker.trial_runs() if r.info.status in ("FINISHED", "FAILED")}
+    return all(variant_key(i) in ended for i in range(len(spec.variants)))
 
 
 def _parent_params(spec: SweepSpec) -> dict[str, Any] | None:
@@ -172,12 +233,11 @@ class SweepOutcome:
 
 
 def _connect_ray(address: str | None) -> None:
-    # A checkpoint per task of short trials trips Tune's snapshot-frequency warning, which
-    # advises fewer checkpoints; the per-task checkpoint is what resume relies on.
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    # Save Tune's experiment state every controller step (not every >= 10 s): a trial must be
-    # in the saved state before it opens its MLflow run, or a killed driver leaves that run orphaned.
-    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")
+    # Tune's experiment state is never read back (sweeps resume from the study, MLflow and the trial
+    # checkpoints), so it is saved only when Tune must; its background copy of that state, racing
+    # the next save's temporary files, is what once printed tracebacks during a healthy resume.
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "86400")
+    logging.getLogger("ray.train._internal.syncer").setLevel(logging.ERROR)
     import ray  # noqa: PLC0415
 
     try:
@@ -206,60 +266,43 @@ def _pin_placement(spec: SweepSpec, local: bool):
     return placement
 
 
-def _fail_orphaned_study_trials(spec: SweepSpec, folder: Path) -> None:
-    """A driver killed between asking Optuna and saving Tune's state leaves a study trial
-    no Tune trial owns; once every Tune trial has ended none can still be running, so close those."""
-    import optuna  # noqa: PLC0415
-
-    study = optuna.load_study(study_name=spec.name, storage=f"sqlite:///{folder / 'optuna.db'}")
-    for trial in study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.RUNNING]):
-        study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
-
-
-def _tuner(spec: SweepSpec, folder: Path, placement, resume: bool):
+def _tuner(spec: SweepSpec, folder: Path, placement, searcher):
+    """A fresh Tune experiment for this driver session; the searcher knows what is left to run."""
     from ray import tune  # noqa: PLC0415
 
     from orchestrator.progress import SweepProgress  # noqa: PLC0415
     from orchestrator.trial import TrialContext, run_trial  # noqa: PLC0415
 
     cfg = spec.config
+    root = _tune_root(spec, folder)
     ctx = TrialContext(base=spec.base_config, tracking_uri=spec.tracking_uri, experiment_id=spec.experiment_id,
-                       parent_run_id=spec.parent_run_id, metric=spec.metric, mode=spec.mode, placement=placement,
+                       parent_run_id=spec.parent_run_id, metric=spec.metric, mode=spec.mode,
+                       checkpoints=f"{root}/{TRIALS_DIR}", placement=placement,
                        space=spec.space if spec.kind == "sweep" else None, variants=spec.variants,
                        data_root=spec.data_root)
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, ctx=ctx),
         tune.PlacementGroupFactory(placement.bundles(len(subsystem_names(cfg)))),
     )
-    if resume:
-        return tune.Tuner.restore(_tune_path(spec, folder), trainable, resume_unfinished=True, resume_errored=True)
     run_config = tune.RunConfig(
-        name=spec.name if spec.storage else TUNE_DIR,
-        storage_path=spec.storage or str(folder),
-        failure_config=tune.FailureConfig(max_failures=2),
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        name=f"session-{dt.datetime.now():%Y%m%d-%H%M%S-%f}",
+        storage_path=f"{root}/{TUNE_DIR}",
+        failure_config=tune.FailureConfig(max_failures=2),  # a retry continues from the trial's checkpoint
         callbacks=[SweepProgress(spec.tracking_uri, spec.experiment_id, spec.metric, cfg.benchmark.num_tasks,
-                                spec.total_trials)],
+                                 spec.total_trials, done_before=searcher.done_count())],
         verbose=0,
     )
-    if spec.kind != "sweep":
-        tune_config = tune.TuneConfig(max_concurrent_trials=spec.max_concurrent, reuse_actors=True)
-        param_space = {VARIANT: tune.grid_search(list(range(len(spec.variants))))}
-        return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config)
     tune_config = tune.TuneConfig(
-        metric=spec.metric, mode=spec.mode, search_alg=_searcher(spec, folder), scheduler=_scheduler(spec, cfg),
-        num_samples=spec.num_samples, max_concurrent_trials=spec.max_concurrent,
+        metric=spec.metric, mode=spec.mode, search_alg=searcher, scheduler=_scheduler(spec, cfg),
+        num_samples=spec.total_trials,
         reuse_actors=True,  # a trial's worker and its subsystem actors carry over to the next trial
     )
-    from search_spaces.space import SearchSpace  # noqa: PLC0415
-
-    param_space = SearchSpace.model_validate(spec.space).tune_space()
-    return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config)
+    return tune.Tuner(trainable, tune_config=tune_config, run_config=run_config)
 
 
-def _tune_path(spec: SweepSpec, folder: Path) -> str:
-    """Where Tune keeps this sweep's state and checkpoints (a URI such as s3://... or a path)."""
-    return f"{spec.storage.rstrip('/')}/{spec.name}" if spec.storage else str(folder / TUNE_DIR)
+def _tune_root(spec: SweepSpec, folder: Path) -> str:
+    """Where the trial checkpoints and Tune's logs go: --storage (every node sees it) or the sweep folder."""
+    return f"{spec.storage.rstrip('/')}/{spec.name}" if spec.storage else str(folder)
 
 
 def check_cluster_request(spec: SweepSpec, address: str | None) -> None:
@@ -277,14 +320,29 @@ def check_cluster_request(spec: SweepSpec, address: str | None) -> None:
                         "(or 0 for CPUs); a cluster may not show its GPU nodes before trials ask for them")
 
 
-def _searcher(spec: SweepSpec, folder: Path):
+def check_study_storage(url: str) -> None:
+    """A study database that cannot be opened fails in one line, before any folder or run exists."""
     import optuna  # noqa: PLC0415
 
-    from orchestrator.searcher import FullRunSearch  # noqa: PLC0415
+    try:
+        optuna.storages.RDBStorage(url)
+    except Exception as exc:  # SQLAlchemy's errors (driver missing, refused, bad password) vary by backend
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"cannot open the study storage {_masked(url)} ({first}); check --study-storage "
+                        "(e.g. postgresql://user:pw@host:5432/db)") from None
 
-    storage = optuna.storages.RDBStorage(f"sqlite:///{folder / 'optuna.db'}")
-    return FullRunSearch(spec.config.benchmark.num_tasks, sampler=optuna.samplers.TPESampler(seed=spec.seed),
-                         storage=storage, study_name=spec.name)
+
+def _searcher(spec: SweepSpec, folder: Path):
+    from orchestrator.searcher import StudySearch, VariantSearch  # noqa: PLC0415
+
+    if spec.kind != "sweep":
+        return VariantSearch(len(spec.variants), spec.tracking_uri, spec.experiment_id, spec.metric, spec.mode,
+                             spec.max_concurrent)
+    from search_spaces.space import SearchSpace  # noqa: PLC0415
+
+    space = SearchSpace.model_validate(spec.space).tune_space()
+    return StudySearch(space, spec.metric, spec.mode, spec.config.benchmark.num_tasks, spec.num_samples,
+                       spec.max_concurrent, spec.study_url(folder), spec.name, seed=spec.seed)
 
 
 def _scheduler(spec: SweepSpec, cfg: ExperimentConfig):
@@ -295,8 +353,10 @@ def _scheduler(spec: SweepSpec, cfg: ExperimentConfig):
     return ASHAScheduler(time_attr="task", max_t=cfg.benchmark.num_tasks, grace_period=1, reduction_factor=2)
 
 
-def _close_parent(spec: SweepSpec, tracker: SweepTracker) -> None:
+def _close_parent(spec: SweepSpec, tracker: SweepTracker, ended: bool) -> None:
     """Summarise the finished trials on the parent run (mean ± SEM over seeds for a rerun)."""
+    if ended:
+        _close_orphans(tracker)
     runs = [r for r in tracker.trial_runs() if r.info.status == "FINISHED" and spec.metric in r.data.metrics]
     values = [r.data.metrics[spec.metric] for r in runs]
     summary: dict[str, float] = {"finished_trials": len(values)}
@@ -305,8 +365,15 @@ def _close_parent(spec: SweepSpec, tracker: SweepTracker) -> None:
         summary.update({f"best_{spec.metric}": best, f"{spec.metric}_mean": sum(values) / len(values),
                         f"{spec.metric}_sem": sem(values)})
     log_metrics(tracker.client, spec.parent_run_id, summary, step=0)
-    done = len(tracker.trial_runs()) >= spec.total_trials and all(r.info.status != "RUNNING" for r in tracker.trial_runs())
-    tracker.client.set_terminated(spec.parent_run_id, "FINISHED" if done else "KILLED")
+    tracker.client.set_terminated(spec.parent_run_id, "FINISHED" if ended else "KILLED")
+
+
+def _close_orphans(tracker: SweepTracker) -> None:
+    """Once nothing is left to run, no trial run can still be RUNNING: close any whose verdict was lost."""
+    for run in tracker.trial_runs():
+        if run.info.status == "RUNNING":
+            tracker.client.set_tag(run.info.run_id, "hypercl.end_reason", "the sweep ended without its verdict")
+            tracker.client.set_terminated(run.info.run_id, "KILLED")
 
 
 def sem(values: list[float]) -> float:

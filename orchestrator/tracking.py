@@ -109,20 +109,29 @@ class SweepTracker:
 
 
 class TrialTracker:
-    """Trial side: this trial's nested run, created once and found again after a retry."""
+    """Trial side: the run of one durable trial key, created once and found again by every retry and resume.
 
-    def __init__(self, uri: str, experiment_id: str, parent_run_id: str, trial_id: str, trial_name: str):
+    Logging is exactly once per task: a task's checkpoint is stored before its
+    metrics are logged (in one batch), so a trial cut off in between resumes
+    after that task and logs only the steps its run lacks (`log_missing`).
+    """
+
+    def __init__(self, uri: str, experiment_id: str, parent_run_id: str, key: str, run_name: str):
         self.client = MlflowClient(uri)
         found = self.client.search_runs(
-            [experiment_id], filter_string=f"tags.`{TRIAL_ID}` = '{trial_id}'", max_results=1
+            [experiment_id], filter_string=f"tags.`{TRIAL_ID}` = '{key}'", max_results=1
         )
         self.resumed = bool(found)
+        self.finished = bool(found) and found[0].info.status == "FINISHED"
         if found:
             self.run_id = found[0].info.run_id
-            self.client.update_run(self.run_id, status="RUNNING")
+            self.latest = dict(found[0].data.metrics)
+            if not self.finished:
+                self.client.update_run(self.run_id, status="RUNNING")
         else:
-            tags = {PARENT: parent_run_id, TRIAL_ID: trial_id, KIND: "trial"}
-            self.run_id = self.client.create_run(experiment_id, run_name=trial_name, tags=tags).info.run_id
+            tags = {PARENT: parent_run_id, TRIAL_ID: key, KIND: "trial"}
+            self.run_id = self.client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
+            self.latest = {}
 
     def log_config(self, flat: dict[str, Any], extra_tags: dict[str, str] | None = None) -> None:
         if not self.resumed or not self.client.get_run(self.run_id).data.params:
@@ -133,12 +142,23 @@ class TrialTracker:
     def log_task(self, metrics: dict[str, float], step: int) -> None:
         log_metrics(self.client, self.run_id, metrics, step)
 
+    def log_missing(self, per_step: dict[int, dict[str, float]]) -> None:
+        """Log the tasks a cut-off trial had checkpointed but not yet logged."""
+        if not self.resumed or not per_step:
+            return
+        logged = {m.step for m in self.client.get_metric_history(self.run_id, "task")}
+        for step, metrics in sorted(per_step.items()):
+            if step not in logged:
+                self.log_task(metrics, step)
+
     def set_tags(self, tags: dict[str, Any]) -> None:
         self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
     def finish(self, summary: dict[str, float], run_dir: Path, step: int) -> None:
-        log_metrics(self.client, self.run_id, summary, step)
+        """The run's summary, files and FINISHED status; run again after a cut-off, it adds nothing twice."""
+        logged = set(self.client.get_run(self.run_id).data.metrics)
+        log_metrics(self.client, self.run_id, {k: v for k, v in summary.items() if k not in logged}, step)
         for name in ("config.yaml", "results.json", "matrix.csv", "matrix.png"):
             if (run_dir / name).is_file():
-                self.client.log_artifact(self.run_id, str(run_dir / name))
+                self.client.log_artifact(self.run_id, str(run_dir / name))  # same path: replaced, not added
         self.client.set_terminated(self.run_id, "FINISHED")

@@ -2,16 +2,16 @@
 
 The trial's own bundle runs the experiment loop of hypercl_core against
 subsystem actors in the other bundles, reports after every task (so ASHA can
-stop bad trials early) with a checkpoint (so a retried trial resumes at its
-next task), and records everything in its MLflow run.
+stop bad trials early), stores a checkpoint under the trial's durable key
+(so a retried or resumed trial continues at its next task, whichever Tune
+trial runs it), and records everything in its MLflow run, each task once.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import shutil
-import tempfile
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,8 @@ from hypercl_core.experiment import CHECKPOINT, CONFIG, Experiment
 from hypercl_core.methods import compose
 from hypercl_core.metrics import higher_is_better, score_name
 from orchestrator.actors import Placement, spawn_subsystems
-from orchestrator.sweep import VARIANT
+from orchestrator.checkpoints import TrialCheckpoints
+from orchestrator.searcher import TRIAL_KEY
 from orchestrator.tracking import TrialTracker
 
 
@@ -38,6 +39,7 @@ class TrialContext:
     parent_run_id: str
     metric: str
     mode: str
+    checkpoints: str  # root of the trials' checkpoints (orchestrator.checkpoints)
     placement: Placement = field(default_factory=Placement)
     space: dict[str, Any] | None = None
     variants: list[dict[str, Any]] = field(default_factory=list)
@@ -50,69 +52,70 @@ class TrialContext:
     def resolve(self, sample: dict[str, Any]) -> ExperimentConfig | None:
         """The trial's config, or None when no chunk size meets the space's compression bound."""
         base = build_config(self.base)
-        if VARIANT in sample:
-            return config_from_flat(self.variants[sample[VARIANT]], base)
+        key = sample[TRIAL_KEY]
+        if not self.space:
+            return config_from_flat(self.variants[int(key[1:])], base)
         from search_spaces.space import SearchSpace  # noqa: PLC0415
 
         space = SearchSpace.model_validate(self.space)
-        return space.materialize(space.decode(sample), base)
+        sampled = {k: v for k, v in sample.items() if k != TRIAL_KEY}
+        return space.materialize(space.decode(sampled), base)
 
 
 def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
-    # Ray Train announces every checkpoint at INFO; with a report per task that drowns the progress lines.
+    # Ray Train announces every report at INFO; with a report per task that drowns the progress lines.
     logging.getLogger("ray.train").setLevel(logging.WARNING)
-    trial = tune.get_context()
+    key = config[TRIAL_KEY]
+    tracker = TrialTracker(ctx.tracking_uri, ctx.experiment_id, ctx.parent_run_id, key, _run_name(key, ctx))
     cfg = ctx.resolve(config)
     if cfg is None:
-        _reject(_tracker(ctx), config, ctx)
+        _reject(tracker, config, ctx)
+        return
+    if tracker.finished:  # finished before the driver heard of it: tell the searcher, run nothing
+        tune.report({**tracker.latest, "infeasible": 0})
         return
     counts = count_params(cfg)
-    # The subsystems are built before the MLflow run is opened: Tune saves its experiment
-    # state at the end of the step that started this trial, and a driver killed before that
-    # save forgets the trial; opening the run later keeps such a trial from leaving a run behind.
-    try:
-        proxies = spawn_subsystems(cfg, ctx.placement, ctx.data_root)
-    finally:
-        tracker = _tracker(ctx)
-        tracker.log_config(cfg.flat(), {"compression_ratio": f"{counts.compression_ratio:.6f}"})
-    tracker.set_tags({f"placement.{name}": json.dumps(p.placement()) for name, p in proxies.items()})
-    run_dir = Path(trial.get_trial_dir()) / "run"
+    extra = {"compression_ratio": counts.compression_ratio, "infeasible": 0}
+    proxies = spawn_subsystems(cfg, ctx.placement, ctx.data_root)
+    tracker.log_config(cfg.flat(), {"compression_ratio": f"{counts.compression_ratio:.6f}"})
+    tracker.set_tags({"hypercl.worker_pid": os.getpid(), "hypercl.tune_trial_id": tune.get_context().get_trial_id(),
+                      **{f"placement.{name}": json.dumps(p.placement()) for name, p in proxies.items()}})
+    run_dir = Path(tune.get_context().get_trial_dir()) / "run"
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / CONFIG).write_text(cfg.to_yaml())
     exp = Experiment(cfg, run_dir, learner=compose(cfg, proxies))
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as folder:
-            exp.load_checkpoint(Path(folder) / CHECKPOINT)
+    store = TrialCheckpoints(ctx.checkpoints)
+    if store.fetch(key, run_dir / CHECKPOINT):
+        exp.load_checkpoint()
         tracker.set_tags({"hypercl.resumed_from_task": exp.tasks_done})
+        tracker.log_missing({t + 1: {**exp.metrics(t), **extra} for t in range(exp.tasks_done)})
+    last = cfg.benchmark.num_tasks
 
     def on_task_end(t: int, metrics: dict[str, float]) -> None:
-        metrics = {**metrics, "compression_ratio": counts.compression_ratio, "infeasible": 0}
+        metrics = {**metrics, **extra}
+        store.save(key, run_dir / CHECKPOINT)  # first: a task logged is a task that never runs again
         tracker.log_task(metrics, step=t + 1)
-        if t + 1 == cfg.benchmark.num_tasks:
+        if t + 1 == last:
             # Tune may end the trial as soon as it sees the last report (ASHA at max_t),
             # so the run is completed in MLflow first.
             tracker.finish(exp.write_results()["summary"], run_dir, step=t + 1)
-        with tempfile.TemporaryDirectory() as folder:
-            shutil.copy(run_dir / CHECKPOINT, folder)
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+        tune.report(metrics)
 
-    if exp.tasks_done == cfg.benchmark.num_tasks:  # restored after its last task was checkpointed
-        tracker.finish(exp.write_results()["summary"], run_dir, step=exp.tasks_done)
+    if exp.tasks_done == last:  # cut off after its last task was stored
+        tracker.finish(exp.write_results()["summary"], run_dir, step=last)
+        tune.report({**exp.metrics(last - 1), **extra})
         return
     exp.run(on_task_end=on_task_end, show_progress=False)
 
 
-def _tracker(ctx: TrialContext) -> TrialTracker:
-    trial = tune.get_context()
-    return TrialTracker(ctx.tracking_uri, ctx.experiment_id, ctx.parent_run_id, trial.get_trial_id(),
-                        trial.get_trial_name())
+def _run_name(key: str, ctx: TrialContext) -> str:
+    return f"trial-{key}" if ctx.space else f"variant-{int(key[1:])}"
 
 
 def _reject(tracker: TrialTracker, sample: dict[str, Any], ctx: TrialContext) -> None:
     """Infeasible architecture: recorded and reported as worst, never trained."""
     tracker.set_tags({"hypercl.infeasible": "no chunk size meets the compression bound",
-                      "hypercl.sample": json.dumps(sample)})
+                      "hypercl.sample": json.dumps({k: v for k, v in sample.items() if k != TRIAL_KEY})})
     tracker.client.set_terminated(tracker.run_id, "KILLED")
     tune.report({ctx.metric: ctx.worst, "task": 0, "infeasible": 1})
 

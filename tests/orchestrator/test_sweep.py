@@ -76,12 +76,14 @@ def test_sweep_tracks_every_trial_and_best_agrees_with_mlflow(tmp_path, capsys, 
     assert states.count(optuna.trial.TrialState.PRUNED) == sum(r.info.status == "KILLED" for r in trials)
 
     # `best` must rank exactly as MLflow's own search does
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)  # what mlflow.set_tracking_uri sets; restored below
     mlflow.set_tracking_uri(uri)
     reference = mlflow.search_runs(
         experiment_ids=[experiment.experiment_id],
         filter_string=f"tags.`{KIND}` = 'trial' and attributes.status = 'FINISHED'",
         order_by=["metrics.final_acc DESC"],
     )
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")  # else every command below would default to the s1 store
     assert main(["best", "--name", "s1", "--runs-dir", str(tmp_path), "--top", "3",
                  "--export", str(tmp_path / "exports" / "best.yaml")]) == 0  # folder made for it
     table = capsys.readouterr().out

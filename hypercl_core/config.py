@@ -269,16 +269,31 @@ def read_yaml_tree(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     if path in _seen:
         raise ConfigError(f"preset {path} extends itself through {[str(p) for p in _seen]}")
     try:
-        tree = yaml.safe_load(path.read_text()) or {}
+        tree = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    # An empty file (or one of comments only) would otherwise run the defaults: a full SplitMNIST run.
+    if tree is None or tree == {}:
+        raise ConfigError(f"{path} is empty; {_WHAT_A_CONFIG_NEEDS}")
     if not isinstance(tree, dict):
-        raise ConfigError(f"{path}: expected a mapping of config sections at the top level")
+        raise ConfigError(f"{path} holds a {_yaml_kind(tree)}, not a mapping of config sections; {_WHAT_A_CONFIG_NEEDS}")
     parent = tree.pop("extends", None)
     if parent is None:
         return tree
     base = read_yaml_tree(_resolve_relative(path, parent), _seen + (path,))
     return _deep_merge(base, tree)
+
+
+_WHAT_A_CONFIG_NEEDS = ("a config file names at least `benchmark` (e.g. `benchmark: {name: split_mnist}`, "
+                        "or `extends: <preset>`), or pass a preset name instead (list them: hypercl presets)")
+
+
+def _yaml_kind(value: Any) -> str:
+    if isinstance(value, list):
+        return "list"
+    if isinstance(value, str):
+        return "plain string"
+    return f"single {type(value).__name__} value"
 
 
 def _resolve_relative(path: Path, parent: str) -> Path:
@@ -297,6 +312,8 @@ def load_config(name_or_path: str | Path, overrides: list[str] | None = None) ->
     """Preset or YAML file, then `key=value` overrides, validated as one object."""
     path = resolve_preset(name_or_path)
     tree = read_yaml_tree(path)
+    if "benchmark" not in tree:  # e.g. only `train:`; the defaults would pick SplitMNIST unasked
+        raise ConfigError(f"{path} names no benchmark; {_WHAT_A_CONFIG_NEEDS}")
     for item in overrides or []:
         key, value = parse_override(item)
         set_dotted(tree, key, value)

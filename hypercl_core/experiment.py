@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import time
 from pathlib import Path
 from typing import Callable
@@ -21,9 +22,10 @@ from pydantic import ValidationError
 from hypercl_core import __version__
 from hypercl_core.accounting import count_params
 from hypercl_core.config import ExperimentConfig, build_config, read_yaml_tree
+from hypercl_core.data.tasks import require_data
 from hypercl_core.errors import UserError
 from hypercl_core.methods import Subsystem, build_learner, resolve_device
-from hypercl_core.metrics import ScoreMatrix, higher_is_better, matrix_names, plot_matrix, primary_metric, score_name
+from hypercl_core.metrics import ScoreMatrix, lower_is_better, matrix_names, plot_matrix, primary_metric, score_name
 from hypercl_core.seeding import seed_everything
 
 CHECKPOINT = "checkpoint.pt"
@@ -39,7 +41,7 @@ class Experiment:
         self.run_dir = Path(run_dir)
         self._learner = learner
         self.data_root = data_root
-        self.matrices = {n: ScoreMatrix(cfg.benchmark.num_tasks, higher_is_better(cfg)) for n in matrix_names(cfg)}
+        self.matrices = {n: ScoreMatrix(cfg.benchmark.num_tasks, not lower_is_better(n)) for n in matrix_names(cfg)}
         self.task_stats: list[dict[str, float]] = []
         self.tasks_done = 0
         self._results: dict | None = None  # written for `tasks_done` tasks; rewritten only when it grows
@@ -51,6 +53,9 @@ class Experiment:
         return self._learner
 
     # -- persistence ------------------------------------------------------
+    # A checkpoint holds only tensors and plain containers (dicts, lists, tuples, str, numbers,
+    # None; torch's RNG states are byte tensors), so it loads with weights_only=True: reading a
+    # run folder never runs code someone put in it. Learners' state_dicts must keep to that.
     def save_checkpoint(self) -> None:
         state = {
             "tasks_done": self.tasks_done,
@@ -64,7 +69,12 @@ class Experiment:
         os.replace(tmp, self.run_dir / CHECKPOINT)
 
     def load_checkpoint(self, path: Path | None = None) -> None:
-        state = torch.load(path or self.run_dir / CHECKPOINT, map_location="cpu", weights_only=False)
+        path = path or self.run_dir / CHECKPOINT
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError:
+            raise UserError(f"checkpoint {path} holds objects other than tensors and plain containers, so it was "
+                            "not written by hypercl (or was altered) and is not loaded; start a new run") from None
         # Through today's schema, so a key added since (default = old behaviour) does not orphan the run.
         try:
             same = _what_it_learns(ExperimentConfig.model_validate(state["config"])) == _what_it_learns(self.cfg)
@@ -161,8 +171,11 @@ class Experiment:
 
 
 def start_run(cfg: ExperimentConfig, run_dir: str | os.PathLike, **kwargs) -> Experiment:
-    """A fresh run folder with the resolved config written before any training."""
+    """A fresh run folder with the resolved config written before any training.
+    The device and the data are checked first, so a run that cannot train leaves no folder."""
     resolve_device(cfg.device)
+    if kwargs.get("learner") is None:  # a given learner brought its own data
+        require_data(cfg, kwargs.get("data_root"))
     path = Path(run_dir)
     if (path / CHECKPOINT).exists():
         raise UserError(f"run folder {path} already holds a run; resume it with --resume {path} or pick another --name")
@@ -181,6 +194,8 @@ def resume_run(run_dir: str | os.PathLike, device: str | None = None, **kwargs) 
         tree["device"] = device
     cfg = build_config(tree, source=str(path / CONFIG))
     resolve_device(cfg.device)
+    if kwargs.get("learner") is None:
+        require_data(cfg, kwargs.get("data_root"))
     exp = Experiment(cfg, path, **kwargs)
     if (path / CHECKPOINT).is_file():
         exp.load_checkpoint()

@@ -10,12 +10,48 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 
 import numpy as np
 
 from hypercl_core.config import ExperimentConfig
+from hypercl_core.errors import UserError
 
 LOSSES = ("mse", "nll", "sample_drift")  # scores where lower is better
+ACCURACIES = ("acc", "acc_task_given", "acc_task_inferred", "task_inference_acc")  # in %, higher is better
+# Summary metrics that are no score matrix, by direction. Forgetting is signed so that > 0 is
+# worse for every score (ScoreMatrix.forgetting flips the drop of a loss), so lower is better.
+LOWER_IS_BETTER = ("forgetting", "wall_s", "train_s", "eval_s", "compression_ratio", "trained_compression_ratio",
+                   "infeasible")
+HIGHER_IS_BETTER = ("steps_per_s", "task", "finished_trials")
+_SCORE_KEY = re.compile(r"^(?:during_|final_)?(?P<score>.+?)(?:_task\d+)?$")
+
+
+def lower_is_better(metric: str) -> bool:
+    """Whether a smaller value of this logged metric is the better one: the one answer that
+    `best`, sweeps and plots share. Knows what experiments log (`during_<score>`,
+    `final_<score>`, `final_<matrix>`, `<score>_task<j>`, forgetting, timings, ratios) and the
+    sweep parent's summaries (`best_<m>`, `<m>_mean`, `<m>_sem`)."""
+    if metric.endswith("_sem"):  # the spread over seeds: smaller is surer
+        return True
+    name = metric.removeprefix("best_").removesuffix("_mean")
+    if name in LOWER_IS_BETTER:
+        return True
+    if name in HIGHER_IS_BETTER:
+        return False
+    match = _SCORE_KEY.match(name)
+    score = match.group("score") if match else name
+    if score in LOSSES:
+        return True
+    if score in ACCURACIES:
+        return False
+    raise UserError(f"metric {metric!r} is none that hypercl logs, so which way it ranks is unknown; pass --mode "
+                    "max or --mode min, or a metric such as final_acc, final_mse, forgetting or wall_s")
+
+
+def metric_mode(metric: str) -> str:
+    """`min` or `max`, as Ray Tune and `hypercl best --mode` spell the direction of `metric`."""
+    return "min" if lower_is_better(metric) else "max"
 
 
 def primary_metric(cfg: ExperimentConfig) -> str:
@@ -35,7 +71,8 @@ def score_name(cfg: ExperimentConfig) -> str:
 
 
 def higher_is_better(cfg: ExperimentConfig) -> bool:
-    return score_name(cfg) not in LOSSES
+    """Of the run's own score (score_name)."""
+    return not lower_is_better(score_name(cfg))
 
 
 def infers_task(cfg: ExperimentConfig) -> bool:

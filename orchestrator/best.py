@@ -9,14 +9,52 @@ import yaml
 
 from hypercl_core.config import config_from_flat
 from hypercl_core.errors import UserError
-from orchestrator.tracking import KIND, decode_params
+from hypercl_core.metrics import metric_mode
+from orchestrator.tracking import KIND, decode_params, embedded_uri
 
 KEY_PARAMS = ("hnet.hidden", "hnet.activation", "hnet.temb_dim", "hnet.cemb_dim", "hnet.chunk_dim",
               "method.beta", "train.lr")
+PARENT_KINDS = ("sweep", "rerun", "robustness")  # the KIND tag of a sweep's parent run
+METRIC_TAG = "hypercl.metric"  # the sweep's objective, on its parent run
+MODE_TAG = "hypercl.mode"
+DEFAULT_METRIC = "final_acc"
 
 
-def default_mode(metric: str) -> str:
-    return "min" if "mse" in metric or "nll" in metric or metric in ("forgetting", "wall_s") else "max"
+def sweep_objective(runs_dir: Path, name: str, tracking_uri: str | None) -> tuple[str, str]:
+    """The (metric, mode) sweep `name` optimised: from its sweep.yaml under runs_dir/sweeps/, else
+    (the folder gone with the cluster) from its MLflow parent run's tags, else from the parent's
+    `best_<metric>` summary; a mode not recorded is the metric's own (hypercl_core.metrics)."""
+    folder = Path(runs_dir) / "sweeps" / name
+    spec_file = folder / "sweep.yaml"
+    if spec_file.is_file():
+        try:
+            spec = yaml.safe_load(spec_file.read_text()) or {}
+        except yaml.YAMLError:
+            spec = {}
+        if isinstance(spec, dict) and spec.get("metric"):
+            return spec["metric"], spec.get("mode") or metric_mode(spec["metric"])
+    if not tracking_uri and (folder / "mlflow.db").is_file():
+        tracking_uri = embedded_uri(folder)
+    if not tracking_uri:
+        return DEFAULT_METRIC, metric_mode(DEFAULT_METRIC)
+    parent = _parent_run(tracking_uri, name)
+    tags = parent.data.tags if parent is not None else {}
+    metric = tags.get(METRIC_TAG) or (_summarised_metric(parent.data.metrics) if parent is not None else None)
+    metric = metric or DEFAULT_METRIC
+    return metric, tags.get(MODE_TAG) or metric_mode(metric)
+
+
+def _parent_run(tracking_uri: str, name: str):
+    client, experiment = open_sweep_experiment(tracking_uri, name)
+    runs = client.search_runs([experiment.experiment_id], filter_string=f"tags.`{KIND}` != 'trial'",
+                              order_by=["attributes.start_time DESC"], max_results=100)
+    return next((run for run in runs if run.data.tags.get(KIND) in PARENT_KINDS), None)
+
+
+def _summarised_metric(metrics: dict[str, float]) -> str | None:
+    """What a parent run written before the objective tags summarised: best_<metric>."""
+    found = [key.removeprefix("best_") for key in metrics if key.startswith("best_")]
+    return found[0] if len(found) == 1 else None
 
 
 def open_sweep_experiment(tracking_uri: str, name: str):
@@ -36,7 +74,7 @@ def open_sweep_experiment(tracking_uri: str, name: str):
 
 def best_runs(tracking_uri: str, name: str, metric: str, top: int, mode: str | None = None) -> list:
     client, experiment = open_sweep_experiment(tracking_uri, name)
-    order = "DESC" if (mode or default_mode(metric)) == "max" else "ASC"
+    order = "DESC" if (mode or metric_mode(metric)) == "max" else "ASC"
     return client.search_runs(
         [experiment.experiment_id],
         # runs without the metric would sort last yet still fill the table

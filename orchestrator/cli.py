@@ -10,12 +10,9 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import os
-import signal
 import sys
-import threading
 from pathlib import Path
 
-import yaml
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
@@ -219,7 +216,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     print(f"sweep folder: {folder}  (resume if interrupted: hypercl sweep --resume {folder})", file=sys.stderr)
     outcome = sweep.start(spec, folder, args.address)
     if outcome.finished_trials:
-        _print_best(spec.tracking_uri, spec.name, spec.metric, args.top)
+        _print_best(spec.tracking_uri, spec.name, spec.metric, args.top, spec.mode)
         _print_ui_hint(spec.tracking_uri)
     return _exit_status(outcome, f"hypercl sweep --resume {folder}", folder)
 
@@ -240,7 +237,7 @@ def _add_best(sub) -> None:
     p = sub.add_parser("best", help="rank a sweep's trials from MLflow and export the winner")
     p.add_argument("--name", help="sweep name (default: the newest sweep under --runs-dir)")
     p.add_argument("--metric", help="default: the sweep's objective (final_acc, or final_mse for regression)")
-    p.add_argument("--mode", choices=["max", "min"], help="default: min for mse/forgetting, else max")
+    p.add_argument("--mode", choices=["max", "min"], help="default: the sweep's recorded mode (with --metric: that metric's own)")
     p.add_argument("--top", type=int, default=5)
     p.add_argument("--export", metavar="YAML", help="write the best config here (for `hypercl rerun`)")
     _add_tracking(p)
@@ -267,13 +264,13 @@ def _sweep_uri(args: argparse.Namespace) -> tuple[str, str]:
 
 def cmd_best(args: argparse.Namespace) -> int:
     from hypercl_core.errors import UserError  # noqa: PLC0415
-    from orchestrator.best import best_runs, export_config  # noqa: PLC0415
+    from orchestrator.best import best_runs, export_config, sweep_objective  # noqa: PLC0415
 
     _check_counts(args)
     uri, name = _sweep_uri(args)
-    if args.metric is None:  # the sweep's own objective (final_mse for regression), else final_acc
-        spec_file = Path(args.runs_dir) / "sweeps" / name / "sweep.yaml"
-        args.metric = yaml.safe_load(spec_file.read_text())["metric"] if spec_file.is_file() else "final_acc"
+    if args.metric is None:  # the objective and direction the sweep recorded
+        args.metric, recorded_mode = sweep_objective(Path(args.runs_dir), name, args.tracking_uri)
+        args.mode = args.mode or recorded_mode
     runs = best_runs(uri, name, args.metric, args.top, args.mode)
     if not runs:
         raise UserError(f"sweep {name!r} has no finished trial with metric {args.metric!r} yet")
@@ -419,17 +416,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _stop_gently(signum, frame) -> None:
-    """SIGTERM (a scheduler's or `kill`'s stop) ends like Ctrl-C: cleanly, exit 130, resumable."""
-    os.kill(os.getpid(), signal.SIGINT)
-
-
 def main(argv: list[str] | None = None) -> int:
     from hypercl_core.errors import UserError  # noqa: PLC0415
 
+    from orchestrator.interrupts import sigterm_like_ctrl_c  # noqa: PLC0415
+
     args = build_parser().parse_args(argv)
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _stop_gently)
+    sigterm_like_ctrl_c()
     try:
         return args.func(args)
     except UserError as exc:

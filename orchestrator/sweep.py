@@ -28,7 +28,7 @@ from typing import Any
 import yaml
 
 from hypercl_core.config import ExperimentConfig, build_config, load_config
-from hypercl_core.data.mnist import require_mnist, resolve_data_root
+from hypercl_core.data.tasks import require_data
 from hypercl_core.errors import UserError
 from hypercl_core.methods import subsystem_names
 from orchestrator.actors import DEFAULT_SUBSYSTEM_CPUS
@@ -141,11 +141,8 @@ def start(spec: SweepSpec, folder: Path, address: str | None) -> SweepOutcome:
     folder = folder.resolve()  # Tune reads a relative path as a URI without a scheme
     spec.tracking_uri = spec.tracking_uri or embedded_uri(folder)
     check_tracking_uri(spec.tracking_uri)
-    if address is None:
-        root = resolve_data_root(spec.data_root)
-        if spec.config.benchmark.name != "regression1d":
-            require_mnist(root)
-        spec.data_root = str(root.resolve())
+    if address is None:  # on a cluster each node resolves its own data root
+        spec.data_root = str(require_data(spec.config, spec.data_root).resolve())
     # An embedded store keeps artifacts in the sweep folder; a server stores them itself.
     embedded = spec.tracking_uri.startswith("sqlite:///")
     tracker = SweepTracker(spec.tracking_uri, spec.name, artifact_root=folder / "artifacts" if embedded else None)
@@ -240,11 +237,14 @@ def _connect_ray(address: str | None) -> None:
     logging.getLogger("ray.train._internal.syncer").setLevel(logging.ERROR)
     import ray  # noqa: PLC0415
 
+    from orchestrator.interrupts import sigterm_like_ctrl_c  # noqa: PLC0415
+
     try:
         if address is None:
             ray.init(include_dashboard=False, ignore_reinit_error=True, logging_level="WARNING")
         else:
             ray.init(address=address, ignore_reinit_error=True, logging_level="WARNING")
+        sigterm_like_ctrl_c()  # again: Ray's driver put in its own SIGTERM handler, which aborts
     except (ConnectionError, RuntimeError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"cannot connect to Ray at {address or 'a new local instance'} ({first}); "

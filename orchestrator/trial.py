@@ -22,7 +22,7 @@ from hypercl_core.accounting import count_params
 from hypercl_core.config import ExperimentConfig, build_config, config_from_flat
 from hypercl_core.experiment import CHECKPOINT, CONFIG, Experiment
 from hypercl_core.methods import compose
-from hypercl_core.metrics import higher_is_better, score_name
+from hypercl_core.metrics import metric_mode, score_name
 from orchestrator.actors import Placement, spawn_subsystems
 from orchestrator.checkpoints import TrialCheckpoints
 from orchestrator.searcher import TRIAL_KEY
@@ -72,7 +72,7 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
         _reject(tracker, config, ctx)
         return
     if tracker.finished:  # finished before the driver heard of it: tell the searcher, run nothing
-        tune.report({**tracker.latest, "infeasible": 0})
+        tune.report({**tracker.latest, "task": int(tracker.latest.get("task", 0)), "infeasible": 0})
         return
     counts = count_params(cfg)
     extra = {"compression_ratio": counts.compression_ratio, "infeasible": 0}
@@ -122,4 +122,5 @@ def _reject(tracker: TrialTracker, sample: dict[str, Any], ctx: TrialContext) ->
 
 def metric_for(cfg: ExperimentConfig) -> tuple[str, str]:
     """The sweep objective for a preset: final accuracy, or the final loss (MSE, NLL)."""
-    return f"final_{score_name(cfg)}", "max" if higher_is_better(cfg) else "min"
+    metric = f"final_{score_name(cfg)}"
+    return metric, metric_mode(metric)

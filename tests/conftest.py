@@ -10,6 +10,9 @@ import pytest
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
+# postgres_server / postgres_url: a throwaway PostgreSQL (tests/postgres.py)
+pytest_plugins = ["tests.postgres"]
+
 from hypercl_core.config import ExperimentConfig, load_config  # noqa: E402
 from hypercl_core.data.mnist import resolve_data_root  # noqa: E402
 

@@ -6,14 +6,16 @@ permutation per batch, so ten tasks cost one copy of the images.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterator, Optional
 
 import numpy as np
 import torch
 
-from hypercl_core.config import BenchmarkConfig
-from hypercl_core.data.mnist import load_mnist, pad_to_32, resolve_data_root, to_unit_float
+from hypercl_core.config import BenchmarkConfig, ExperimentConfig
+from hypercl_core.data.mnist import load_mnist, pad_to_32, require_mnist, resolve_data_root, to_unit_float
 
 
 @dataclass
@@ -55,6 +57,23 @@ class Benchmark:
     @property
     def num_tasks(self) -> int:
         return len(self.tasks)
+
+
+def reads_mnist(cfg: BenchmarkConfig) -> bool:
+    """Whether the benchmark's tasks are made from MNIST (all but the generated 1D regression)."""
+    return cfg.name != "regression1d"
+
+
+def require_data(cfg: ExperimentConfig, data_root: str | os.PathLike | None = None) -> Path:
+    """The resolved data root, after checking that it holds the files this config reads.
+
+    Call it before anything is written (run folder, sweep folder), so a missing dataset
+    is one line (a `DataError`) and not a half-made run; configs that read no files pass.
+    """
+    root = resolve_data_root(data_root)
+    if reads_mnist(cfg.benchmark):
+        require_mnist(root)
+    return root
 
 
 def build_benchmark(cfg: BenchmarkConfig, seed: int, device: torch.device, data_root: str | None = None) -> Benchmark:

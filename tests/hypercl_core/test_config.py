@@ -60,3 +60,33 @@ def test_bad_values_name_the_key_in_one_line(override, fragment):
 def test_unknown_preset_lists_the_presets():
     with pytest.raises(ConfigError, match="split_mnist_cl1"):
         load_config("split_mnist_cl9")
+
+
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ("", "is empty"),
+        ("# only a comment\n\n# and another\n", "is empty"),
+        ("{}\n", "is empty"),
+        ("- benchmark\n- train\n", "holds a list, not a mapping"),
+        ("split_mnist_cl1\n", "holds a plain string, not a mapping"),
+        ("3\n", "holds a single int value, not a mapping"),
+        ("train:\n  lr: 0.01\n", "names no benchmark"),
+    ],
+)
+def test_a_config_file_without_a_benchmark_is_refused_in_one_line(tmp_path, text, fragment):
+    """An empty file would otherwise train on the defaults: a full SplitMNIST run nobody asked for."""
+    path = tmp_path / "my.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(str(path), ["train.iters_per_task=1"])
+    message = str(info.value)
+    assert fragment in message and str(path) in message
+    assert "`benchmark`" in message and "hypercl presets" in message  # how to fix it
+    assert "\n" not in message
+
+
+def test_a_file_that_extends_a_preset_needs_nothing_else(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("extends: split_mnist_cl3\n")
+    assert load_config(str(path)) == load_config("split_mnist_cl3")

@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 import torch
 
-from hypercl_core.config import BenchmarkConfig
+from hypercl_core.config import BenchmarkConfig, load_config
 from hypercl_core.data.idx import read_idx
 from hypercl_core.data.mnist import load_mnist
-from hypercl_core.data.tasks import build_benchmark, permutations
+from hypercl_core.data.tasks import build_benchmark, permutations, require_data
 from hypercl_core.errors import DataError
 
 CPU = torch.device("cpu")
@@ -29,6 +29,20 @@ def test_missing_files_name_the_file_and_the_fix(tmp_path):
     with pytest.raises(DataError) as info:
         load_mnist(tmp_path)
     assert "train-images-idx3-ubyte" in str(info.value) and "--data-root" in str(info.value)
+
+
+@pytest.mark.parametrize("preset", ["split_mnist_cl1", "permuted_mnist10_cl3", "class_mnist_vae",
+                                    "split_mnist_cl2_hnet_tir"])
+def test_require_data_checks_mnist_for_configs_that_read_it(tmp_path, data_root, preset):
+    cfg = load_config(preset)
+    assert require_data(cfg, data_root) == data_root
+    assert require_data(cfg, str(data_root)) == data_root
+    with pytest.raises(DataError, match="train-images-idx3-ubyte"):
+        require_data(cfg, tmp_path)
+
+
+def test_require_data_passes_a_config_that_reads_no_files(tmp_path):
+    assert require_data(load_config("regression1d"), tmp_path / "nowhere") == tmp_path / "nowhere"
 
 
 def test_split_mnist_tasks_hold_digit_pairs(data_root):

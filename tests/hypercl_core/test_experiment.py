@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from hypercl_core.errors import UserError
+from hypercl_core.errors import DataError, UserError
 from hypercl_core.experiment import resume_run, start_run
-from tests.conftest import run_cut_after_first_task, tiny
+from tests.conftest import run_cut_after_first_task, tiny, tiny_vae, tiny_with_replay
 
 
 def _run(cfg, path, data_root, **kw):
@@ -63,7 +63,7 @@ def test_resume_accepts_a_run_from_before_a_config_key_existed_but_not_a_changed
     cfg = tiny(**{"benchmark.num_tasks": 2, "train.iters_per_task": 2})
     run_cut_after_first_task(cfg, tmp_path / "old", data_root)
     checkpoint = tmp_path / "old" / "checkpoint.pt"
-    state = torch.load(checkpoint, weights_only=False)
+    state = torch.load(checkpoint, weights_only=True)
     del state["config"]["train"]["eval_inferred"]  # as written before the key existed
     torch.save(state, checkpoint)
     assert resume_run(tmp_path / "old", data_root=str(data_root)).tasks_done == 1
@@ -99,3 +99,68 @@ def test_regression_reports_mse(tmp_path):
                                   "hnet.temb_dim": 2, "target.hidden": [10, 10]})
     results = start_run(cfg, tmp_path / "r").run(show_progress=False)
     assert set(results["matrices"]) == {"mse"} and results["summary"]["final_mse"] > 0
+
+
+def test_start_and_resume_check_the_data_before_writing(tmp_path, data_root):
+    nowhere = str(tmp_path / "nowhere")
+    with pytest.raises(DataError, match="MNIST file"):
+        start_run(tiny(), tmp_path / "r", data_root=nowhere)
+    assert not (tmp_path / "r").exists()
+
+    cfg = tiny(**{"benchmark.num_tasks": 2, "train.iters_per_task": 2})
+    run_cut_after_first_task(cfg, tmp_path / "cut", data_root)
+    written = (tmp_path / "cut" / "config.yaml").read_text()
+    with pytest.raises(DataError, match="MNIST file"):
+        resume_run(tmp_path / "cut", device="cpu", data_root=nowhere)
+    assert (tmp_path / "cut" / "config.yaml").read_text() == written
+
+    # 1D regression generates its data: no MNIST needed
+    start_run(tiny("regression1d", **{"hnet.chunk_dim": None}), tmp_path / "reg", data_root=nowhere)
+    assert (tmp_path / "reg" / "config.yaml").is_file()
+
+
+EVERY_METHOD = {
+    "hnet_cl1": lambda: tiny(**{"benchmark.num_tasks": 1, "train.iters_per_task": 2}),
+    "hnet_cl3": lambda: tiny("split_mnist_cl3", **{"benchmark.num_tasks": 1, "train.iters_per_task": 2}),
+    "hnet_regression": lambda: tiny("regression1d", **{"benchmark.num_tasks": 1, "train.iters_per_task": 2,
+                                                       "hnet.chunk_dim": None}),
+    "hypermask": lambda: tiny("split_mnist_cl3_hypermask", **{"benchmark.num_tasks": 1, "train.iters_per_task": 2,
+                                                               "hnet.chunk_dim": None}),
+    "replay_vae": lambda: tiny_vae(tasks=1, iters=2),
+    "replay_gan": lambda: tiny_vae("replay.model=gan", tasks=1, iters=2),  # carries its dropout RNG state
+    "hnet_r": lambda: tiny_with_replay("hnet_r", "cl3", 1, "train.iters_per_task=2"),
+    "hnet_tir": lambda: tiny_with_replay("hnet_tir", "cl2", 1, "train.iters_per_task=2"),
+}
+
+
+@pytest.mark.parametrize("method", list(EVERY_METHOD))
+def test_every_methods_checkpoint_is_tensors_and_plain_containers(tmp_path, data_root, method):
+    """Checkpoints load with weights_only=True, which unpickles nothing but tensors and plain containers."""
+    _run(EVERY_METHOD[method](), tmp_path / "r", data_root)
+    state = torch.load(tmp_path / "r" / "checkpoint.pt", weights_only=True)
+    assert state["tasks_done"] == 1
+    assert resume_run(tmp_path / "r", data_root=str(data_root)).tasks_done == 1
+
+
+class _WritesAFile:
+    """What a planted checkpoint could do on unpickling: call anything, here open a file for writing."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return open, (self.path, "w")
+
+
+def test_a_checkpoint_with_other_objects_is_refused_unrun(tmp_path, data_root):
+    cfg = tiny(**{"benchmark.num_tasks": 2, "train.iters_per_task": 2})
+    run_cut_after_first_task(cfg, tmp_path / "r", data_root)
+    checkpoint = tmp_path / "r" / "checkpoint.pt"
+    state = torch.load(checkpoint, weights_only=True)
+    marker = tmp_path / "ran"
+    state["task_stats"].append({"train_s": _WritesAFile(marker)})
+    torch.save(state, checkpoint)
+    with pytest.raises(UserError, match="holds objects other than tensors") as info:
+        resume_run(tmp_path / "r", data_root=str(data_root))
+    assert not marker.exists()
+    assert "\n" not in str(info.value)

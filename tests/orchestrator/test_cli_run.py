@@ -85,3 +85,43 @@ def test_run_end_to_end_prints_summary(tmp_path, data_root):
                     "--set", "train.iters_per_task=10", "--set", "target.hidden=[32]", "--set", "device=cpu")
     assert proc.returncode == 0, proc.stderr
     assert "final_acc" in proc.stdout and (tmp_path / "x" / "results.json").is_file()
+
+
+@pytest.mark.parametrize("text", ["", "# nothing but a comment\n", "- a list\n", "train: {lr: 0.01}\n"])
+def test_an_empty_config_file_is_one_line_and_trains_nothing(tmp_path, capsys, data_root, text):
+    path = tmp_path / "empty.yaml"
+    path.write_text(text)
+    # The overrides keep the run short should the file still be accepted.
+    code = main(["run", "--config", str(path), "--runs-dir", str(tmp_path / "runs"), "--data-root", str(data_root),
+                 "--no-progress", "--set", "benchmark.num_tasks=1", "--set", "train.iters_per_task=1"])
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert code == 2
+    assert len(err.splitlines()) == 1 and err.startswith(f"hypercl: error: {path}")
+    assert "hypercl presets" in err and captured.out == ""
+    assert not (tmp_path / "runs").exists()
+
+
+def test_missing_data_is_refused_before_a_run_folder_or_progress_bar(tmp_path, capsys):
+    empty = tmp_path / "no_mnist_here"
+    empty.mkdir()
+    code = main(["run", "--config", "split_mnist_cl1", "--data-root", str(empty), "--runs-dir", str(tmp_path / "runs")])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert captured.out == ""
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("hypercl: error: MNIST file") and str(empty) in lines[0]
+    assert not (tmp_path / "runs").exists()
+
+
+def test_resume_with_missing_data_changes_nothing(tmp_path, data_root, capsys):
+    run = tmp_path / "r"
+    cfg = load_config("split_mnist_cl1", ["benchmark.num_tasks=2", "train.iters_per_task=2", "target.hidden=[16]",
+                                          "hnet.chunk_dim=2000", "device=cpu"])
+    run_cut_after_first_task(cfg, run, data_root)
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    code = main(["run", "--resume", str(run), "--data-root", str(tmp_path / "nowhere"), "--set", "device=cpu"])
+    captured = capsys.readouterr()
+    assert code == 2 and captured.out == ""
+    assert len(captured.err.strip().splitlines()) == 1 and "MNIST file" in captured.err
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before

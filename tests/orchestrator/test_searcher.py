@@ -1,29 +1,109 @@
-"""Optuna learns from full runs: a trial ASHA stopped early is PRUNED, not COMPLETE with a partial score."""
+"""The durable searchers on a real Optuna study and a real MLflow store: what a new driver session hands out."""
 
 import optuna
+from mlflow.tracking import MlflowClient
 from ray import tune
+from ray.tune.search import Searcher
 
-from orchestrator.searcher import FullRunSearch
+from orchestrator.searcher import ABANDONED, TRIAL_KEY, StudySearch, VariantSearch
+from orchestrator.tracking import KIND, TRIAL_ID
+
+SPACE = {"train.lr": tune.loguniform(1e-4, 1e-2), "hnet.activation": tune.choice(["relu", "elu"])}
+COMPLETE, PRUNED, FAIL, RUNNING = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
+                                   optuna.trial.TrialState.FAIL, optuna.trial.TrialState.RUNNING)
+
+
+def _search(tmp_path, samples: int = 10, concurrent: int | None = None) -> StudySearch:
+    """A new searcher on the sweep's study, as each driver session makes it."""
+    return StudySearch(SPACE, "final_acc", "max", num_tasks=5, num_samples=samples, max_concurrent=concurrent,
+                       storage_url=f"sqlite:///{tmp_path / 'optuna.db'}", study_name="s", seed=0)
+
+
+def _states(tmp_path) -> list:
+    return [t.state for t in optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'optuna.db'}").trials]
 
 
 def test_stopped_trials_are_pruned_finished_and_rejected_ones_complete(tmp_path):
-    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'optuna.db'}")
-    search = FullRunSearch(5, space={"train.lr": tune.loguniform(1e-4, 1e-2)}, metric="final_acc", mode="max",
-                           storage=storage, study_name="s", sampler=optuna.samplers.TPESampler(seed=0))
+    search = _search(tmp_path)
     reports = {
         "stopped": {"final_acc": 99.9, "task": 1, "infeasible": 0},   # ASHA stopped it after task 1
         "finished": {"final_acc": 97.0, "task": 5, "infeasible": 0},
         "rejected": {"final_acc": 0.0, "task": 0, "infeasible": 1},    # architecture never trained
     }
     for trial_id, result in reports.items():
-        assert "train.lr" in search.suggest(trial_id)
-        search.on_trial_result(trial_id, {**result, "training_iteration": max(result["task"], 1)})
+        assert {"train.lr", "hnet.activation", TRIAL_KEY} == set(search.suggest(trial_id))
+        search.on_trial_result(trial_id, result)
         search.on_trial_complete(trial_id, result)
     search.suggest("crashed")
     search.on_trial_complete("crashed", error=True)
 
-    trials = optuna.load_study(study_name="s", storage=storage).get_trials()
-    states = [t.state for t in trials]
-    assert states == [optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.COMPLETE,
-                      optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL]
+    trials = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'optuna.db'}").get_trials()
+    assert [t.state for t in trials] == [PRUNED, COMPLETE, COMPLETE, FAIL]
     assert [t.value for t in trials[1:3]] == [97.0, 0.0]
+    assert trials[0].intermediate_values == {1: 99.9}  # by task: how far TPE sees a pruned trial got
+
+
+def test_a_new_session_hands_out_cut_off_trials_again_then_fills_the_study(tmp_path):
+    first = _search(tmp_path, samples=3)
+    a, b = first.suggest("tune-a"), first.suggest("tune-b")
+    first.on_trial_complete("tune-a", {"final_acc": 90.0, "task": 5})
+    # the driver dies: study trial 1 stays RUNNING; and one more was asked just before the kill
+    orphan = first.study.ask(fixed_distributions=first.distributions)
+
+    second = _search(tmp_path, samples=3)
+    assert second.done_count() == 1
+    again = [second.suggest("tune-x"), second.suggest("tune-y")]
+    assert again[0] == b  # same key, same params: same MLflow run and checkpoint
+    assert again[1][TRIAL_KEY] == "t0002" and again[1]["train.lr"] == orphan.params["train.lr"]
+    assert second.suggest("tune-z") == Searcher.FINISHED  # 3 trials: the study is full
+    for tune_id in ("tune-x", "tune-y"):
+        second.on_trial_complete(tune_id, {"final_acc": 91.0, "task": 5})
+    assert _states(tmp_path) == [COMPLETE] * 3
+    assert not _search(tmp_path, samples=3).has_work()
+    assert a[TRIAL_KEY] == "t0000"
+
+
+def test_a_trial_told_before_the_kill_is_not_told_twice(tmp_path):
+    first = _search(tmp_path, samples=1)
+    key = first.suggest("tune-a")[TRIAL_KEY]
+    first.on_trial_complete("tune-a", {"final_acc": 90.0, "task": 5})
+    # Tune's state had not caught up: the trial runs again in a new session and reports again
+    second = _search(tmp_path, samples=1)
+    second._live["tune-b"] = key
+    second.on_trial_complete("tune-b", {"final_acc": 95.0, "task": 5})
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    assert [t.value for t in study.trials] == [90.0]
+
+
+def test_a_trial_killed_inside_ask_is_abandoned_and_not_counted(tmp_path):
+    first = _search(tmp_path, samples=2)
+    half = first.study.ask()  # created, but its params were never drawn
+    half.suggest_float("train.lr", 1e-4, 1e-2, log=True)
+    second = _search(tmp_path, samples=2)
+    keys = [second.suggest(f"tune-{i}")[TRIAL_KEY] for i in range(2)]
+    assert keys == ["t0001", "t0002"] and second.suggest("tune-2") == Searcher.FINISHED
+    trials = second.study.get_trials()
+    assert trials[0].state == FAIL and trials[0].user_attrs[ABANDONED]
+    assert [t.state for t in trials[1:]] == [RUNNING, RUNNING]
+
+
+def test_at_most_max_concurrent_live_trials(tmp_path):
+    search = _search(tmp_path, samples=5, concurrent=2)
+    assert search.suggest("a") and search.suggest("b")
+    assert search.suggest("c") is None
+    search.on_trial_complete("a", {"final_acc": 1.0, "task": 5})
+    assert search.suggest("c")[TRIAL_KEY] == "t0002"
+
+
+def test_variants_run_until_their_mlflow_run_finished(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("r")
+    for key, status in (("v0000", "FAILED"), ("v0001", "FINISHED"), ("v0002", "RUNNING")):
+        run = client.create_run(experiment, tags={KIND: "trial", TRIAL_ID: key})
+        client.set_terminated(run.info.run_id, status)
+    search = VariantSearch(4, uri, experiment, "final_acc", "max", max_concurrent=None)
+    assert search.done_count() == 1
+    handed = [search.suggest(str(i)) for i in range(3)]
+    assert [h[TRIAL_KEY] for h in handed] == ["v0000", "v0002", "v0003"]
+    assert search.suggest("3") == Searcher.FINISHED

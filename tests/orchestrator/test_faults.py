@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 import ray
 from mlflow.tracking import MlflowClient
 from ray.cluster_utils import Cluster
 
+from hypercl_core.config import load_config
 from orchestrator import sweep
 from orchestrator.cli import main
-from orchestrator.tracking import KIND, TRIAL_ID
+from orchestrator.tracking import KIND, TRIAL_ID, embedded_uri
 from tests.orchestrator.conftest import TINY_SWEEP
 
 pytestmark = pytest.mark.slow
@@ -81,30 +84,44 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+class MlflowServer:
+    """A real `mlflow server` on a loopback port, which a test can stop and start again on the same port."""
+
+    def __init__(self, folder: Path, backend: str | None = None):
+        self.port = _free_port()
+        self.uri = f"http://127.0.0.1:{self.port}"
+        self.cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
+                    backend or f"sqlite:///{folder / 'server.db'}", "--artifacts-destination",
+                    str(folder / "server-artifacts"), "--host", "127.0.0.1", "--port", str(self.port),
+                    "--workers", "1"]
+        self.env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(self.cmd, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     start_new_session=True)
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                urllib.request.urlopen(self.uri + "/health", timeout=2).read()
+                return
+            except OSError:
+                time.sleep(0.5)
+        self.stop()
+        pytest.fail("mlflow server did not come up")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # as a crashed or rebooted tracking host
+            self.proc.wait(timeout=30)
+
+
 @pytest.fixture
 def mlflow_server(tmp_path):
-    port = _free_port()
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-         "--artifacts-destination", str(tmp_path / "server-artifacts"), "--host", "127.0.0.1", "--port", str(port),
-         "--workers", "1"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )
-    uri = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(uri + "/health", timeout=2).read()
-            break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        server.kill()
-        pytest.fail("mlflow server did not come up")
-    yield uri
-    os.killpg(server.pid, 15)
-    server.wait(timeout=30)
+    server = MlflowServer(tmp_path)
+    server.start()
+    yield server.uri
+    server.stop()
 
 
 def test_sweep_logs_to_a_tracking_server(tmp_path, mlflow_server, capsys, data_root):
@@ -122,3 +139,99 @@ def test_sweep_logs_to_a_tracking_server(tmp_path, mlflow_server, capsys, data_r
     capsys.readouterr()
     assert main(["best", "--name", "srv", "--tracking-uri", mlflow_server, "--top", "2"]) == 0
     assert runs[0].info.run_id in capsys.readouterr().out
+
+
+def _each_task_logged_once(client: MlflowClient, run, tasks: int) -> None:
+    for metric in ("task", "final_acc", "acc_task0", "during_acc"):
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, metric)]
+        assert steps == list(range(1, tasks + 1)), (metric, steps)
+
+
+def _longer_config(folder: Path) -> str:
+    """Three tasks long enough (a few seconds each here) that a kill lands inside one."""
+    path = folder / "longer.yaml"
+    path.write_text(load_config("split_mnist_cl1", [*TINY_SWEEP, "benchmark.num_tasks=3",
+                                                    "train.iters_per_task=400"]).to_yaml())
+    return str(path)
+
+
+def test_worker_killed_mid_task_is_retried_from_its_last_finished_task(tmp_path, data_root):
+    spec = sweep.plan_rerun(_longer_config(tmp_path), seeds=1, name="wk", max_concurrent=1, data_root=str(data_root))
+    folder = sweep.new_sweep_folder(tmp_path, "wk")
+    uri = embedded_uri(folder)
+    killed: dict[str, int] = {}
+
+    def kill_the_worker_once_task_1_is_logged() -> None:
+        deadline = time.time() + 300
+        while time.time() < deadline and not killed:
+            time.sleep(0.3)
+            try:
+                runs = _trial_runs(uri, "wk")
+            except Exception:  # the store is still being created
+                continue
+            for run in runs:
+                pid = run.data.tags.get("hypercl.worker_pid")
+                if pid and run.data.metrics.get("task") == 1 and run.info.status == "RUNNING":
+                    os.kill(int(pid), signal.SIGKILL)
+                    killed["pid"] = int(pid)
+
+    killer = threading.Thread(target=kill_the_worker_once_task_1_is_logged, daemon=True)
+    killer.start()
+    try:
+        outcome = sweep.start(spec, folder, address=None)
+    finally:
+        killer.join(timeout=5)
+        ray.shutdown()
+    assert killed, "the trial's worker was never seen running task 2"
+    assert not outcome.interrupted and outcome.finished_trials == 1
+    client = MlflowClient(uri)
+    (run,) = _trial_runs(uri, "wk")
+    assert run.info.status == "FINISHED"
+    assert int(run.data.tags["hypercl.resumed_from_task"]) == 1  # task 1 was not trained again
+    assert int(run.data.tags["hypercl.worker_pid"]) != killed["pid"]  # a new worker finished it
+    _each_task_logged_once(client, run, tasks=3)
+
+
+def test_tracking_server_down_for_30s_mid_sweep_loses_and_doubles_nothing(tmp_path, data_root):
+    server = MlflowServer(tmp_path)
+    server.start()
+    spec = sweep.plan_rerun(_longer_config(tmp_path), seeds=2, name="outage", max_concurrent=2,
+                            data_root=str(data_root), tracking_uri=server.uri)
+    folder = sweep.new_sweep_folder(tmp_path, "outage")
+    outage: dict[str, float] = {}
+
+    def stop_for_30s_once_a_task_is_logged() -> None:
+        deadline = time.time() + 300
+        while time.time() < deadline:
+            time.sleep(0.3)
+            try:
+                if any(r.data.metrics.get("task") == 1 for r in _trial_runs(server.uri, "outage")):
+                    break
+            except Exception:
+                continue
+        server.stop()
+        outage["stopped"] = time.time()
+        time.sleep(30)
+        server.start()
+        outage["restarted"] = time.time()
+
+    breaker = threading.Thread(target=stop_for_30s_once_a_task_is_logged, daemon=True)
+    breaker.start()
+    try:
+        outcome = sweep.start(spec, folder, address=None)
+        breaker.join(timeout=120)
+        assert outage.get("restarted"), "the server was never stopped while trials ran"
+        assert not outcome.interrupted and outcome.finished_trials == 2
+        client = MlflowClient(server.uri)
+        runs = _trial_runs(server.uri, "outage")
+        assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
+        logged_at = []
+        for run in runs:
+            _each_task_logged_once(client, run, tasks=3)
+            assert {"results.json", "matrix.png"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
+            logged_at += [m.timestamp / 1000 for m in client.get_metric_history(run.info.run_id, "task")]
+        # a task ended while the server was down: its metrics waited (MLflow's client retries) and landed once
+        assert any(outage["stopped"] < t < outage["restarted"] for t in logged_at), (outage, logged_at)
+    finally:
+        ray.shutdown()
+        server.stop()

@@ -11,8 +11,6 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -22,6 +20,7 @@ from mlflow.tracking import MlflowClient
 
 from orchestrator.tracking import KIND, TRIAL_ID, embedded_uri
 from tests.orchestrator.conftest import TINY_SWEEP
+from tests.orchestrator.drivers import Driver
 
 pytestmark = pytest.mark.slow
 N = 3  # trials per sweep
@@ -34,40 +33,6 @@ def _sweep_args(runs: Path, name: str) -> list[str]:
     for item in TINY_SWEEP:
         args += ["--set", item]
     return args
-
-
-class Driver:
-    """One driver session in its own process group, as a user's shell would run it."""
-
-    def __init__(self, args: list[str], log: Path, failpoint: str | None = None):
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        env.pop("HYPERCL_FAILPOINT", None)
-        if failpoint:
-            env["HYPERCL_FAILPOINT"] = failpoint
-        self.log = log
-        self.proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", *args], env=env,
-                                     stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
-
-    def wait(self, timeout: float = 300, kill_when=None) -> int:
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                return self.proc.returncode
-            if kill_when is not None and kill_when():
-                self.kill()
-                return self.proc.wait()
-            time.sleep(0.2)
-        self.kill()
-        raise AssertionError(f"driver still running after {timeout} s:\n{self.tail()}")
-
-    def kill(self) -> None:
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)  # the driver and the local Ray it started
-        except ProcessLookupError:
-            pass
-
-    def tail(self) -> str:
-        return self.log.read_text(errors="replace")[-3000:]
 
 
 def _runs(db: Path) -> list[tuple[str, str]]:

@@ -22,6 +22,7 @@ from orchestrator import sweep
 from orchestrator.cli import main
 from orchestrator.tracking import KIND, TRIAL_ID, embedded_uri
 from tests.orchestrator.conftest import TINY_SWEEP
+from tests.orchestrator.servers import MlflowServer
 
 pytestmark = pytest.mark.slow
 
@@ -76,44 +77,6 @@ def test_worker_node_removed_mid_trial_and_every_trial_completes(tmp_path, data_
     assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
     retried = next(r for r in runs if r.info.run_id == removed["run"])
     assert int(retried.data.tags["hypercl.resumed_from_task"]) >= 1  # restarted after task 1, not at task 1
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class MlflowServer:
-    """A real `mlflow server` on a loopback port, which a test can stop and start again on the same port."""
-
-    def __init__(self, folder: Path, backend: str | None = None):
-        self.port = _free_port()
-        self.uri = f"http://127.0.0.1:{self.port}"
-        self.cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
-                    backend or f"sqlite:///{folder / 'server.db'}", "--artifacts-destination",
-                    str(folder / "server-artifacts"), "--host", "127.0.0.1", "--port", str(self.port),
-                    "--workers", "1"]
-        self.env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(self.cmd, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     start_new_session=True)
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            try:
-                urllib.request.urlopen(self.uri + "/health", timeout=2).read()
-                return
-            except OSError:
-                time.sleep(0.5)
-        self.stop()
-        pytest.fail("mlflow server did not come up")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)  # as a crashed or rebooted tracking host
-            self.proc.wait(timeout=30)
 
 
 @pytest.fixture

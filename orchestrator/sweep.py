@@ -324,12 +324,21 @@ def check_study_storage(url: str) -> None:
     """A study database that cannot be opened fails in one line, before any folder or run exists."""
     import optuna  # noqa: PLC0415
 
+    import sqlalchemy  # noqa: PLC0415
+
     try:
-        optuna.storages.RDBStorage(url)
+        engine = sqlalchemy.create_engine(url)
+        with engine.connect() as connection:
+            tables = set(sqlalchemy.inspect(connection).get_table_names())
     except Exception as exc:  # SQLAlchemy's errors (driver missing, refused, bad password) vary by backend
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise UserError(f"cannot open the study storage {_masked(url)} ({first}); check --study-storage "
                         "(e.g. postgresql://user:pw@host:5432/db)") from None
+    # MLflow and Optuna both version their schema in a table named alembic_version: one database each.
+    if "experiments" in tables and "studies" not in tables:
+        raise UserError(f"the study storage {_masked(url)} is an MLflow database; give the study a database "
+                        "of its own (CREATE DATABASE optuna; --study-storage postgresql://.../optuna)")
+    optuna.storages.RDBStorage(url)
 
 
 def _searcher(spec: SweepSpec, folder: Path):

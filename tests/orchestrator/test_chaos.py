@@ -8,7 +8,6 @@ logged once, and a study with no trial left RUNNING.
 
 from __future__ import annotations
 
-import os
 import signal
 import sqlite3
 import time

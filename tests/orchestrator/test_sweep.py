@@ -18,6 +18,8 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from hypercl_core.config import load_config
+from hypercl_core.errors import UserError
+from orchestrator import sweep
 from orchestrator.cli import main
 from orchestrator.tracking import KIND, PARENT, TRIAL_ID, decode_params, embedded_uri
 from tests.orchestrator.conftest import TINY_SWEEP
@@ -182,6 +184,10 @@ def test_bad_sweep_inputs_exit_2_and_record_nothing(tmp_path, capsys):
           "s3://bucket/hypercl"], "--gpus-per-subsystem 1"),
         (["rerun"], "needs a config"),
         (["best", "--name", "x", "--tracking-uri", "http://127.0.0.1:9"], "unreachable"),
+        (["sweep", "--space", "smoke", "--preset", "split_mnist_cl1", "--study-storage",
+          "postgresql://nobody@127.0.0.1:9/none"], "cannot open the study storage"),
+        (["sweep", "--space", "smoke", "--preset", "split_mnist_cl1", "--study-storage", "nosuch://x"],
+         "cannot open the study storage"),
     ]
     for args, fragment in cases:
         assert main([*args, "--runs-dir", str(tmp_path / "runs")]) == 2
@@ -196,9 +202,31 @@ def test_bad_sweep_inputs_exit_2_and_record_nothing(tmp_path, capsys):
     assert "compression ratio" in capsys.readouterr().err
 
 
+def test_mlflow_tracking_uri_and_ray_address_are_the_defaults_they_are_elsewhere(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
+    for args in (["best", "--name", "x"], ["robustness", "--plot-only", "--name", "x"],
+                 ["sweep", "--space", "smoke", "--preset", "split_mnist_cl1"], ["rerun", "split_mnist_cl1"]):
+        assert main([*args, "--runs-dir", str(tmp_path / "runs")]) == 2
+        assert "http://127.0.0.1:9 is unreachable" in capsys.readouterr().err, args
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    # Ray would join $RAY_ADDRESS silently; the sweep treats it as --address, so the cluster checks apply
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")
+    assert main(["sweep", "--space", "smoke", "--preset", "split_mnist_cl1", "--runs-dir", str(tmp_path / "runs")]) == 2
+    assert "--address runs trials on other nodes" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
 def test_best_refuses_an_existing_sweep_name_on_the_wrong_server(tmp_path, capsys):
     folder = tmp_path / "sweeps" / "x"
     folder.mkdir(parents=True)
     MlflowClient(embedded_uri(folder)).create_experiment("other")
     assert main(["best", "--name", "x", "--runs-dir", str(tmp_path)]) == 2
     assert "sweeps there: other" in capsys.readouterr().err
+
+
+def test_a_study_storage_that_is_an_mlflow_database_is_refused(tmp_path):
+    db = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    MlflowClient(db).create_experiment("e")
+    with pytest.raises(UserError, match="is an MLflow database; give the study a database of its own"):
+        sweep.check_study_storage(db)
+    sweep.check_study_storage(f"sqlite:///{tmp_path / 'optuna.db'}")  # a new or Optuna database is fine

@@ -183,7 +183,7 @@ def _new_folder(spec, args: argparse.Namespace) -> Path:
         check_tracking_uri(spec.tracking_uri)
     if spec.study_storage:
         sweep.check_study_storage(spec.study_storage)
-    return sweep.new_sweep_folder(Path(args.runs_dir), spec.name)
+    return sweep.new_sweep_folder(Path(args.runs_dir), spec)
 
 
 def _resumed(args: argparse.Namespace, kind: str):
@@ -228,7 +228,7 @@ def _exit_status(outcome, resume_command: str, folder: Path) -> int:
         return 130
     if outcome.finished_trials == 0:
         print(f"hypercl: error: no trial finished ({outcome.errors} failed); their errors are under "
-              f"{folder / 'tune'}", file=sys.stderr)
+              f"{outcome.logs}", file=sys.stderr)
         return 1
     return 0
 
@@ -429,7 +429,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hypercl: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("hypercl: interrupted; a run continues from its last finished task with --resume", file=sys.stderr)
+        print("hypercl: interrupted; continue with the --resume command printed above (a run or sweep continues "
+              "after its last finished task)", file=sys.stderr)
         return 130
 
 

@@ -80,9 +80,10 @@ class DurableSearch(Searcher):
             self._result(self._live[trial_id], result)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        key = self._live.pop(trial_id, None)
+        key = self._live.get(trial_id)
         if key is not None:
-            self._complete(key, result, error)
+            self._complete(key, result, error)  # if this raises, Tune retries the trial: it stays live
+            del self._live[trial_id]
 
     def has_work(self) -> bool:
         """Whether a session has anything to run (a resumed, already finished sweep has not)."""
@@ -148,7 +149,14 @@ class StudySearch(DurableSearch):
         return self.storage.get_trial_id_from_study_id_trial_number(study_id, int(key[1:]))
 
     def _counted(self) -> list:
-        return [t for t in self.study.get_trials(deepcopy=False) if not t.user_attrs.get(ABANDONED)]
+        """The study's trials less the abandoned ones (which do not count towards num_samples)."""
+        import optuna  # noqa: PLC0415
+
+        trials = self.study.get_trials(deepcopy=False)
+        for t in trials:
+            if t.user_attrs.get(ABANDONED) and t.state == optuna.trial.TrialState.RUNNING:
+                self.study.tell(t.number, state=optuna.trial.TrialState.FAIL)  # cut off while being abandoned
+        return [t for t in trials if not t.user_attrs.get(ABANDONED)]
 
     def _cut_off(self) -> list:
         """Study trials still RUNNING that no Tune trial of this session owns: a previous session's."""
@@ -166,6 +174,8 @@ class StudySearch(DurableSearch):
         return sum(t.state != optuna.trial.TrialState.RUNNING for t in self._counted())
 
     def _next(self) -> tuple[str, dict[str, Any]] | None:
+        import optuna  # noqa: PLC0415
+
         from orchestrator.failpoints import failpoint  # noqa: PLC0415
 
         for trial in self._cut_off():
@@ -174,11 +184,16 @@ class StudySearch(DurableSearch):
             self._abandon(trial.number)  # killed inside ask(): some params were never drawn
         if len(self._counted()) >= self.num_samples:
             return None
+        # TPE's random draws are seeded by how many trials the study holds, not by how many sessions
+        # it took: a sampler made anew each session would repeat the first session's draws.
+        asked = len(self.study.get_trials(deepcopy=False))
+        self.study.sampler = optuna.samplers.TPESampler(seed=self.seed * 1_000_003 + asked)
         trial = self.study.ask(fixed_distributions=self.distributions)
         failpoint("after_ask")
         return study_key(trial.number), dict(trial.params)
 
     def _abandon(self, number: int) -> None:
+        """Marked first, then failed: a kill in between leaves it marked and RUNNING, which `_counted` ends."""
         import optuna  # noqa: PLC0415
 
         self.storage.set_trial_user_attr(self._trial_id(study_key(number)), ABANDONED, True)
@@ -209,6 +224,8 @@ class StudySearch(DurableSearch):
         if error:
             self.study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
         elif value is None or stopped_early:
+            if value is not None:  # the report ASHA stopped it on never reached on_trial_result
+                self.storage.set_trial_intermediate_value(self._trial_id(key), int(result["task"]), float(value))
             self.study.tell(trial.number, state=optuna.trial.TrialState.PRUNED)
         else:
             self.study.tell(trial.number, float(value))

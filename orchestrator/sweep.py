@@ -98,13 +98,36 @@ class SweepSpec:
         return self.study_storage or f"sqlite:///{folder.resolve() / 'optuna.db'}"
 
 
-def new_sweep_folder(runs_dir: Path, name: str) -> Path:
-    folder = runs_dir / "sweeps" / name
+def new_sweep_folder(runs_dir: Path, spec: SweepSpec) -> Path:
+    """The folder of a new sweep, with its sweep.yaml: from here on it can only be resumed."""
+    folder = runs_dir / "sweeps" / spec.name
     if (folder / SPEC).exists():
-        raise UserError(f"sweep {name!r} already exists in {folder}; resume it with --resume {folder} "
+        raise UserError(f"sweep {spec.name!r} already exists in {folder}; resume it with --resume {folder} "
                         "or pick another --name")
+    check_name_free(spec)
     folder.mkdir(parents=True, exist_ok=True)
+    spec.save(folder)
     return folder
+
+
+def check_name_free(spec: SweepSpec) -> None:
+    """A new sweep must not meet an old one of its name in stores that outlive sweep folders.
+
+    Trials are keyed t0000, v0000, ...: an old experiment or study of the same name (its folder
+    deleted, say with the cluster) would hand the new sweep the old one's finished trials.
+    """
+    if spec.tracking_uri and not spec.tracking_uri.startswith("sqlite:///"):
+        from mlflow.tracking import MlflowClient  # noqa: PLC0415
+
+        if MlflowClient(spec.tracking_uri).get_experiment_by_name(spec.name) is not None:
+            raise UserError(f"MLflow at {spec.tracking_uri} already has a sweep named {spec.name!r}; pick another "
+                            "--name (its results: hypercl best --name " + spec.name + ")")
+    if spec.kind == "sweep" and spec.study_storage:
+        import optuna  # noqa: PLC0415
+
+        if spec.name in optuna.study.get_all_study_names(spec.study_storage):
+            raise UserError(f"the study storage {_masked(spec.study_storage)} already has a study named "
+                            f"{spec.name!r}; pick another --name")
 
 
 def plan_sweep(space_ref: str, preset: str, overrides: list[str], **options: Any) -> SweepSpec:
@@ -139,6 +162,7 @@ def start(spec: SweepSpec, folder: Path, address: str | None) -> SweepOutcome:
     from orchestrator.failpoints import failpoint  # noqa: PLC0415
 
     folder = folder.resolve()  # Tune reads a relative path as a URI without a scheme
+    lock = _lock(folder, spec.name)
     spec.tracking_uri = spec.tracking_uri or embedded_uri(folder)
     check_tracking_uri(spec.tracking_uri)
     if address is None:  # on a cluster each node resolves its own data root
@@ -157,24 +181,50 @@ def start(spec: SweepSpec, folder: Path, address: str | None) -> SweepOutcome:
     )
     spec.save(folder)
     failpoint("sweep_start")
-    ended = False
+    ended, ran_out, errors = False, False, 0  # errors: of this session's trials
+    logs = f"{_tune_root(spec, folder)}/{TUNE_DIR}"
     try:
         _announce_stores(spec, folder)
-        _connect_ray(address)
-        _announce_ray(address)
-        placement = _pin_placement(spec, local=address is None)
-        spec.save(folder)  # the placement is part of the sweep: a resume must ask for the same
         searcher = _searcher(spec, folder)
-        errors = 0  # of this session's trials
-        if searcher.has_work():
+        if searcher.has_work():  # a sweep killed after its last trial closes without Ray
+            _connect_ray(address)
+            _announce_ray(address)
+            placement = _pin_placement(spec, local=address is None)
+            spec.save(folder)  # the placement is part of the sweep: a resume must ask for the same
             results = _tuner(spec, folder, placement, searcher).fit()
             errors = results.num_errors
+            # every trial handed out and ended: nothing was interrupted, even if a variant failed so early
+            # that its MLflow run was never made
+            ran_out = searcher.exhausted and results.num_terminated + results.num_errors == len(results)
         failpoint("before_close")
-        ended = _all_ended(spec, searcher, tracker)
+        ended = ran_out or _all_ended(spec, searcher, tracker)
     finally:
         _close_parent(spec, tracker, ended)
+        lock.close()
     finished = sum(r.info.status == "FINISHED" for r in tracker.trial_runs())
-    return SweepOutcome(interrupted=not ended, finished_trials=finished, errors=errors)
+    return SweepOutcome(interrupted=not ended, finished_trials=finished, errors=errors, logs=logs)
+
+
+def _lock(folder: Path, name: str):
+    """One driver per sweep: a second one would run the first one's trials again beside it.
+
+    The lock is the kernel's (flock), so it goes with its process, however that ends.
+    """
+    import fcntl  # noqa: PLC0415
+
+    handle = (folder / ".driver.lock").open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        pid = handle.read().strip() or "?"
+        handle.close()
+        raise UserError(f"sweep {name!r} is already running (driver pid {pid}, folder {folder}); wait for it, "
+                        "or stop it (Ctrl-C or kill) and resume") from None
+    handle.truncate(0)
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
 
 
 def _announce_stores(spec: SweepSpec, folder: Path) -> None:
@@ -227,6 +277,7 @@ class SweepOutcome:
     interrupted: bool
     finished_trials: int
     errors: int
+    logs: str  # where Tune's logs and error files are
 
 
 def _connect_ray(address: str | None) -> None:
@@ -295,6 +346,9 @@ def _tuner(spec: SweepSpec, folder: Path, placement, searcher):
     tune_config = tune.TuneConfig(
         metric=spec.metric, mode=spec.mode, search_alg=searcher, scheduler=_scheduler(spec, cfg),
         num_samples=spec.total_trials,
+        # Tune wraps the searcher in a ConcurrencyLimiter, which leaves the limit to it (set_max_concurrency)
+        # but also keeps as many trials pending, so an autoscaler sees them all at once.
+        max_concurrent_trials=spec.max_concurrent or spec.total_trials,
         reuse_actors=True,  # a trial's worker and its subsystem actors carry over to the next trial
     )
     return tune.Tuner(trainable, tune_config=tune_config, run_config=run_config)
@@ -315,6 +369,11 @@ def check_cluster_request(spec: SweepSpec, address: str | None) -> None:
     if not spec.storage:
         raise UserError("--address runs trials on other nodes, whose checkpoints Tune must write where every node "
                         "sees them; pass --storage s3://<bucket>/<prefix> (or a folder every node mounts)")
+    if address.startswith("ray://") and spec.kind == "sweep" and spec.study_url(Path(".")).startswith("sqlite:"):
+        # Ray Client runs Tune, and so the searcher, on the head, which cannot open a SQLite file here
+        raise UserError("--address ray://... runs the search on the cluster's head; pass --study-storage "
+                        "postgresql://... (a database the head reaches), or submit with ray job submit and "
+                        "--address auto")
     if spec.gpus_per_subsystem is None:  # an autoscaling cluster may show no GPU until trials ask for one
         raise UserError("--address: pass --gpus-per-subsystem 1 to train on the cluster's GPU workers "
                         "(or 0 for CPUs); a cluster may not show its GPU nodes before trials ask for them")

@@ -39,7 +39,7 @@ def test_worker_node_removed_mid_trial_and_every_trial_completes(tmp_path, data_
     shared = tmp_path / "shared"  # what --storage names on a real cluster (s3://..., NFS)
     spec = sweep.plan_sweep("smoke", "split_mnist_cl1", overrides, name="nodes", num_samples=2,
                             max_concurrent=2, data_root=str(data_root), gpus_per_subsystem=0, storage=str(shared))
-    folder = sweep.new_sweep_folder(tmp_path, "nodes")
+    folder = sweep.new_sweep_folder(tmp_path, spec)
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     removed: dict[str, str] = {}
 
@@ -54,8 +54,8 @@ def test_worker_node_removed_mid_trial_and_every_trial_completes(tmp_path, data_
             for run in runs:
                 where = run.data.tags.get("placement.target_hnet", "")
                 trial_id = run.data.tags.get(TRIAL_ID)
-                # Tune's checkpoint of task 1, not the MLflow metric logged just before it, marks "task 1 done"
-                checkpointed = any((shared / "nodes").glob(f"run_trial_{trial_id}_*/checkpoint_000000"))
+                # the trial's stored checkpoint, not the MLflow metric logged just after it, marks "task 1 done"
+                checkpointed = (shared / "nodes" / "trials" / str(trial_id) / "checkpoint.pt").is_file()
                 if doomed.node_id in where and checkpointed and run.info.status == "RUNNING":
                     cluster.remove_node(doomed)
                     removed["run"] = run.info.run_id
@@ -98,6 +98,11 @@ def test_sweep_logs_to_a_tracking_server(tmp_path, mlflow_server, capsys, data_r
     capsys.readouterr()
     assert main(["best", "--name", "srv", "--tracking-uri", mlflow_server, "--top", "2"]) == 0
     assert runs[0].info.run_id in capsys.readouterr().out
+    # the same name again, its folder gone (as with the cluster): refused, or it would inherit t0000, t0001
+    args[args.index("--runs-dir") + 1] = str(tmp_path / "elsewhere")
+    assert main(args) == 2
+    assert "already has a sweep named 'srv'" in capsys.readouterr().err
+    assert not (tmp_path / "elsewhere").exists()
 
 
 def _each_task_logged_once(client: MlflowClient, run, tasks: int) -> None:
@@ -116,7 +121,7 @@ def _longer_config(folder: Path) -> str:
 
 def test_worker_killed_mid_task_is_retried_from_its_last_finished_task(tmp_path, data_root):
     spec = sweep.plan_rerun(_longer_config(tmp_path), seeds=1, name="wk", max_concurrent=1, data_root=str(data_root))
-    folder = sweep.new_sweep_folder(tmp_path, "wk")
+    folder = sweep.new_sweep_folder(tmp_path, spec)
     uri = embedded_uri(folder)
     killed: dict[str, int] = {}
 
@@ -156,7 +161,7 @@ def test_tracking_server_down_for_30s_mid_sweep_loses_and_doubles_nothing(tmp_pa
     server.start()
     spec = sweep.plan_rerun(_longer_config(tmp_path), seeds=2, name="outage", max_concurrent=2,
                             data_root=str(data_root), tracking_uri=server.uri)
-    folder = sweep.new_sweep_folder(tmp_path, "outage")
+    folder = sweep.new_sweep_folder(tmp_path, spec)
     outage: dict[str, float] = {}
 
     def stop_for_30s_once_a_task_is_logged() -> None:

@@ -32,7 +32,8 @@ def test_stopped_trials_are_pruned_finished_and_rejected_ones_complete(tmp_path)
     }
     for trial_id, result in reports.items():
         assert {"train.lr", "hnet.activation", TRIAL_KEY} == set(search.suggest(trial_id))
-        search.on_trial_result(trial_id, result)
+        if trial_id != "stopped":  # Tune hands the report ASHA stops a trial on to on_trial_complete only
+            search.on_trial_result(trial_id, result)
         search.on_trial_complete(trial_id, result)
     search.suggest("crashed")
     search.on_trial_complete("crashed", error=True)
@@ -85,6 +86,22 @@ def test_a_trial_killed_inside_ask_is_abandoned_and_not_counted(tmp_path):
     trials = second.study.get_trials()
     assert trials[0].state == FAIL and trials[0].user_attrs[ABANDONED]
     assert [t.state for t in trials[1:]] == [RUNNING, RUNNING]
+
+
+def test_draws_depend_on_the_study_not_on_how_many_sessions_it_took(tmp_path):
+    one_go = _search(tmp_path / "a", samples=4)
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    straight = [one_go.suggest(str(i)) for i in range(4)]
+    first = _search(tmp_path / "b", samples=4)
+    interrupted = [first.suggest(str(i)) for i in range(2)]
+    for tune_id in ("0", "1"):
+        first.on_trial_complete(tune_id, {"final_acc": 1.0, "task": 5})
+    for i in range(2):
+        one_go.on_trial_complete(str(i), {"final_acc": 1.0, "task": 5})
+    second = _search(tmp_path / "b", samples=4)  # the driver was killed and resumed
+    interrupted += [second.suggest(str(i)) for i in range(2, 4)]
+    assert interrupted == straight  # same keys, same draws: the kill changed nothing
+    assert len({h["train.lr"] for h in interrupted}) == 4  # a new session does not repeat the first's draws
 
 
 def test_at_most_max_concurrent_live_trials(tmp_path):

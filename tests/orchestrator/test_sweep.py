@@ -188,6 +188,9 @@ def test_bad_sweep_inputs_exit_2_and_record_nothing(tmp_path, capsys):
           "postgresql://nobody@127.0.0.1:9/none"], "cannot open the study storage"),
         (["sweep", "--space", "smoke", "--preset", "split_mnist_cl1", "--study-storage", "nosuch://x"],
          "cannot open the study storage"),
+        (["sweep", "--space", "smoke", "--preset", "split_mnist_cl1", "--address", "ray://127.0.0.1:10001",
+          "--tracking-uri", "http://127.0.0.1:9", "--storage", "s3://b/p", "--gpus-per-subsystem", "0"],
+         "pass --study-storage postgresql://"),
     ]
     for args, fragment in cases:
         assert main([*args, "--runs-dir", str(tmp_path / "runs")]) == 2
@@ -230,3 +233,11 @@ def test_a_study_storage_that_is_an_mlflow_database_is_refused(tmp_path):
     with pytest.raises(UserError, match="is an MLflow database; give the study a database of its own"):
         sweep.check_study_storage(db)
     sweep.check_study_storage(f"sqlite:///{tmp_path / 'optuna.db'}")  # a new or Optuna database is fine
+
+
+def test_one_driver_per_sweep(tmp_path):
+    first = sweep._lock(tmp_path, "s")
+    with pytest.raises(UserError, match=f"sweep 's' is already running \\(driver pid {os.getpid()}"):
+        sweep._lock(tmp_path, "s")
+    first.close()  # the driver ended (a killed process's lock goes with it)
+    sweep._lock(tmp_path, "s").close()

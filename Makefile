@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 RUNS ?= runs
 
-.PHONY: setup demo test benchmark-core benchmark-chaos clean
+.PHONY: setup demo test benchmark-core benchmark-chaos benchmark-faults benchmark-bad-inputs clean
 
 setup: $(STAMP)
 
@@ -33,6 +33,15 @@ benchmark-core: $(STAMP)
 # and audited from MLflow and the Optuna study (duplicated or lost runs, tasks logged twice).
 benchmark-chaos: $(STAMP)
 	$(BIN)/python benchmarks/chaos.py --kills 20 --sweeps 4 --seed 0 --out $(RUNS)/benchmarks/chaos
+
+# Below the driver: a trial's Ray worker SIGKILLed 3 times over a 2-seed rerun (against an uninterrupted twin),
+# and the MLflow tracking server SIGKILLed mid-rerun, down 30 s, restarted; audited from MLflow.
+benchmark-faults: $(STAMP)
+	$(BIN)/python benchmarks/faults.py --worker-kills 3 --outage-s 30 --seeds 2 --out $(RUNS)/benchmarks/faults
+
+# Bad inputs through the real CLI: exit 2, one stderr line, no traceback, nothing written.
+benchmark-bad-inputs: $(STAMP)
+	$(BIN)/python benchmarks/bad_inputs.py --out $(RUNS)/benchmarks/bad_inputs
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

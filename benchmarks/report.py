@@ -42,6 +42,16 @@ METRIC_TARGETS = {
     ("Sweep chaos", "lost_runs"): "0",
     ("Sweep chaos", "repeated_task_logs"): "0",
     ("Sweep chaos", "study_trials_left_running"): "0",
+    ("Trial faults", "kills_landed"): "every planned kill",
+    ("Trial faults", "trials_finished"): "all",
+    ("Trial faults", "runs_per_trial_key"): "1",
+    ("Trial faults", "repeated_metric_entries"): "0",
+    ("Trial faults", "exit_code"): "0",
+    ("Trial faults", "runs_missing_artifacts"): "0",
+    ("Trial faults", "metrics_logged_during_outage"): "> 0",
+    **{("Trial faults", f"resumed_from_task_v{i:04d}"): "its last kill's task" for i in range(8)},
+    ("Bad inputs", "checks_passed"): "1 (exit 2, 1 stderr line, no traceback, nothing written)",
+    ("Bad inputs", "cases_passed"): "every case",
 }
 
 

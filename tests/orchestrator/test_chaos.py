@@ -108,6 +108,7 @@ def test_driver_killed_at_every_moment_of_a_sweep_resumes_to_one_run_per_trial(t
         assert code == -signal.SIGKILL, f"{moment}: exit {code}\n{driver.tail()}"
         check_sweep(folder, "c1", final=False)
     assert sorted(s for _, s in runs()) == ["FINISHED"] * N  # the last kill came after every trial finished
+    assert "t0002 done: final_acc" in driver.tail() and f"({N}/{N})" in driver.tail()  # counts earlier sessions
     driver = Driver(resume, tmp_path / "final.log")
     assert driver.wait() == 0, driver.tail()
     assert f"best {N} of sweep c1" in driver.tail()

@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
-import sqlite3
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import mlflow
@@ -115,56 +110,6 @@ def test_sweep_tracks_every_trial_and_best_agrees_with_mlflow(tmp_path, capsys, 
     assert len(_trial_runs(r_uri, "r1")) == 2
     assert main(["sweep", "--resume", "sweeps/r1"]) == 2
     assert "hypercl rerun --resume sweeps/r1" in capsys.readouterr().err
-
-
-def _wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return
-        time.sleep(1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def _finished_trials(db: Path) -> int:
-    if not db.is_file():
-        return 0
-    try:
-        with sqlite3.connect(db) as con:
-            return con.execute(
-                "select count(*) from runs r join tags t on r.run_uuid = t.run_uuid "
-                "where t.key = ? and t.value = 'trial' and r.status = 'FINISHED'", (KIND,)
-            ).fetchone()[0]
-    except sqlite3.OperationalError:
-        return 0
-
-
-def test_driver_killed_then_resumed_keeps_one_run_per_trial(tmp_path, data_root):
-    args = _sweep_args(tmp_path, "k1", 4)
-    args[args.index("--max-concurrent") + 1] = "1"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    driver = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", *args], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    folder = tmp_path / "sweeps" / "k1"
-    try:
-        _wait_for(lambda: _finished_trials(folder / "mlflow.db") >= 1, 240, "a first finished trial")
-    finally:
-        os.killpg(driver.pid, signal.SIGKILL)  # the driver and the local Ray it started
-        driver.wait()
-    before = _finished_trials(folder / "mlflow.db")
-    assert before < 4
-    resumed = subprocess.run([sys.executable, "-m", "orchestrator.cli", "sweep", "--resume", str(folder)],
-                             capture_output=True, text=True, env=env, timeout=600)
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert "(4/4)" in resumed.stderr  # progress counts the trials done before the driver died
-    trials = _trial_runs(embedded_uri(folder), "k1")
-    ids = [t.data.tags[TRIAL_ID] for t in trials]
-    assert len(ids) == 4 and len(set(ids)) == 4  # exactly one MLflow run per trial
-    assert all(t.info.status == "FINISHED" for t in trials)
-    study = optuna.load_study(study_name="k1", storage=f"sqlite:///{folder / 'optuna.db'}")
-    states = [t.state for t in study.trials]
-    assert states.count(optuna.trial.TrialState.COMPLETE) == 4  # the same study, continued
-    assert optuna.trial.TrialState.RUNNING not in states
 
 
 def test_bad_sweep_inputs_exit_2_and_record_nothing(tmp_path, capsys):

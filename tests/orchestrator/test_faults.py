@@ -29,6 +29,19 @@ def _trial_runs(uri: str, name: str) -> list:
     return client.search_runs([experiment.experiment_id], filter_string=f"tags.`{KIND}` = 'trial'")
 
 
+def _watch_runs(uri: str, name: str, act, timeout: float = 400) -> None:
+    """Hand each trial run, as the store shows it, to `act` until it says it acted."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        time.sleep(0.3)
+        try:
+            runs = _trial_runs(uri, name)
+        except Exception:  # the store is still being created
+            continue
+        if any(act(run) for run in runs):
+            return
+
+
 def test_worker_node_removed_mid_trial_and_every_trial_completes(tmp_path, data_root):
     # The head takes no trials, so the two trials run one on each worker node.
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
@@ -43,24 +56,17 @@ def test_worker_node_removed_mid_trial_and_every_trial_completes(tmp_path, data_
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     removed: dict[str, str] = {}
 
-    def remove_when_a_trial_on_it_finished_task_1() -> None:
-        deadline = time.time() + 400
-        while time.time() < deadline and not removed:
-            time.sleep(1)
-            try:
-                runs = _trial_runs(uri, "nodes")
-            except Exception:  # the store is still being created
-                continue
-            for run in runs:
-                where = run.data.tags.get("placement.target_hnet", "")
-                trial_id = run.data.tags.get(TRIAL_ID)
-                # the trial's stored checkpoint, not the MLflow metric logged just after it, marks "task 1 done"
-                checkpointed = (shared / "nodes" / "trials" / str(trial_id) / "checkpoint.pt").is_file()
-                if doomed.node_id in where and checkpointed and run.info.status == "RUNNING":
-                    cluster.remove_node(doomed)
-                    removed["run"] = run.info.run_id
+    def remove_the_node_under_a_trial_past_task_1(run) -> bool:
+        where = run.data.tags.get("placement.target_hnet", "")
+        # the trial's stored checkpoint, not the MLflow metric logged just after it, marks "task 1 done"
+        checkpointed = (shared / "nodes" / "trials" / str(run.data.tags.get(TRIAL_ID)) / "checkpoint.pt").is_file()
+        if doomed.node_id in where and checkpointed and run.info.status == "RUNNING":
+            cluster.remove_node(doomed)
+            removed["run"] = run.info.run_id
+        return bool(removed)
 
-    killer = threading.Thread(target=remove_when_a_trial_on_it_finished_task_1, daemon=True)
+    killer = threading.Thread(target=_watch_runs, args=(uri, "nodes", remove_the_node_under_a_trial_past_task_1),
+                              daemon=True)
     killer.start()
     try:
         sweep.start(spec, folder, address=cluster.address)
@@ -125,21 +131,15 @@ def test_worker_killed_mid_task_is_retried_from_its_last_finished_task(tmp_path,
     uri = embedded_uri(folder)
     killed: dict[str, int] = {}
 
-    def kill_the_worker_once_task_1_is_logged() -> None:
-        deadline = time.time() + 300
-        while time.time() < deadline and not killed:
-            time.sleep(0.3)
-            try:
-                runs = _trial_runs(uri, "wk")
-            except Exception:  # the store is still being created
-                continue
-            for run in runs:
-                pid = run.data.tags.get("hypercl.worker_pid")
-                if pid and run.data.metrics.get("task") == 1 and run.info.status == "RUNNING":
-                    os.kill(int(pid), signal.SIGKILL)
-                    killed["pid"] = int(pid)
+    def kill_the_worker_once_task_1_is_logged(run) -> bool:
+        pid = run.data.tags.get("hypercl.worker_pid")
+        if pid and run.data.metrics.get("task") == 1 and run.info.status == "RUNNING":
+            os.kill(int(pid), signal.SIGKILL)
+            killed["pid"] = int(pid)
+        return bool(killed)
 
-    killer = threading.Thread(target=kill_the_worker_once_task_1_is_logged, daemon=True)
+    killer = threading.Thread(target=_watch_runs, args=(uri, "wk", kill_the_worker_once_task_1_is_logged),
+                              daemon=True)
     killer.start()
     try:
         outcome = sweep.start(spec, folder, address=None)

@@ -285,7 +285,8 @@ def _connect_ray(address: str | None) -> None:
     # checkpoints), so it is saved only when Tune must; its background copy of that state, racing
     # the next save's temporary files, is what once printed tracebacks during a healthy resume.
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "86400")
-    logging.getLogger("ray.train._internal.syncer").setLevel(logging.ERROR)
+    for copier in ("ray.train._internal.syncer", "ray.tune.execution.experiment_state"):
+        logging.getLogger(copier).setLevel(logging.CRITICAL)
     import ray  # noqa: PLC0415
 
     from orchestrator.interrupts import sigterm_like_ctrl_c  # noqa: PLC0415

@@ -111,7 +111,7 @@ def test_driver_killed_at_every_moment_of_a_sweep_resumes_to_one_run_per_trial(t
     assert "t0002 done: final_acc" in driver.tail() and f"({N}/{N})" in driver.tail()  # counts earlier sessions
     driver = Driver(resume, tmp_path / "final.log")
     assert driver.wait() == 0, driver.tail()
-    assert f"best {N} of sweep c1" in driver.tail()
+    assert f"best {N} of sweep c1" in driver.tail() and "Traceback" not in driver.tail()
     check_sweep(folder, "c1", final=True)
 
 

@@ -78,8 +78,8 @@ TINY = ["benchmark.num_tasks=2", "train.iters_per_task=20", "target.hidden=[32]"
 BENCHMARK = "Sweep chaos"
 DRAIN_S = 20.0  # how long a killed session's Ray workers get to end on their own
 MAX_SELF_EXITS = 8  # sessions in a row that end on their own before their kill: the sweep is given up
-KIND, TRIAL_ID, ABANDONED, END_REASON, INFEASIBLE = (
-    "hypercl.kind", "hypercl.trial_id", "hypercl.abandoned", "hypercl.end_reason", "hypercl.infeasible")
+KIND, TRIAL_ID, END_REASON, INFEASIBLE = ("hypercl.kind", "hypercl.trial_id", "hypercl.end_reason",
+                                          "hypercl.infeasible")
 
 
 @dataclass
@@ -299,11 +299,10 @@ def tasks_logged(folder: Path) -> dict[str, int]:
 
 
 def study_states(folder: Path, name: str) -> list[tuple[int, str]]:
-    """(number, state) of the study's counted trials (those cut off inside ask() and abandoned left out)."""
+    """(number, state) of the study's trials."""
     return _query(folder / "optuna.db",
                   "select t.number, t.state from trials t join studies s on t.study_id = s.study_id "
-                  "where s.study_name = ? and not exists (select 1 from trial_user_attributes a where "
-                  "a.trial_id = t.trial_id and a.key = ? and a.value_json = 'true')", (name, ABANDONED))
+                  "where s.study_name = ?", (name,))
 
 
 def num_tasks(folder: Path) -> int:
@@ -428,7 +427,7 @@ def audit(folder: Path, name: str, num_samples: int) -> dict:
     parents = client.search_runs([experiment.experiment_id], filter_string=f"tags.`{KIND}` = 'sweep'")
     tasks = num_tasks(folder)
     study = optuna.load_study(study_name=name, storage=f"sqlite:///{(folder / 'optuna.db').resolve()}")
-    counted = [t for t in study.trials if not t.user_attrs.get(ABANDONED)]
+    counted = study.trials
     state = {f"t{t.number:04d}": t.state.name for t in counted}
 
     by_key = defaultdict(list)
@@ -475,7 +474,7 @@ def audit(folder: Path, name: str, num_samples: int) -> dict:
         "duplicated": duplicated, "lost": len(lost) + never,
         "repeated_task_logs": repeated_task, "repeated_metric_steps": repeated_any, "tasks_missing": missing,
         "study_running": states["RUNNING"], "study_done": states["COMPLETE"] + states["PRUNED"],
-        "study_failed": states["FAIL"], "abandoned": len(study.trials) - len(counted), "state_mismatch": mismatch,
+        "study_failed": states["FAIL"], "state_mismatch": mismatch,
         "parents": [p.info.status for p in parents], "lost_detail": lost + ([f"{never} of {num_samples} trials never asked"] if never else []), "repeat_detail": repeats[:20],
     }
     result["clean"] = (duplicated == 0 and result["lost"] == 0 and repeated_any == 0 and missing == 0

@@ -15,7 +15,8 @@ from two stores written synchronously, before anything depends on them:
 - a sweep's trials are the Optuna study's trials (`StudySearch`): a study
   trial still RUNNING was cut off and is handed out again, with its params,
   under the same key; new ones are asked for until the study holds
-  `num_samples`. A trial asked for just before a kill is adopted, not lost.
+  `num_samples`. A trial asked for just before a kill is adopted, not lost;
+  one cut off inside `ask()`, with some params not yet drawn, draws the rest.
 - a rerun's or robustness study's trials are the fixed variants
   (`VariantSearch`): each one whose MLflow run is not FINISHED runs again.
 
@@ -38,7 +39,6 @@ from typing import Any
 from ray.tune.search import Searcher
 
 TRIAL_KEY = "hypercl_trial"
-ABANDONED = "hypercl.abandoned"  # a study trial cut off while Optuna was still sampling its params
 
 
 def study_key(number: int) -> str:
@@ -148,56 +148,66 @@ class StudySearch(DurableSearch):
         study_id = self.storage.get_study_id_from_name(self.study_name)
         return self.storage.get_trial_id_from_study_id_trial_number(study_id, int(key[1:]))
 
-    def _counted(self) -> list:
-        """The study's trials less the abandoned ones (which do not count towards num_samples)."""
-        import optuna  # noqa: PLC0415
-
-        trials = self.study.get_trials(deepcopy=False)
-        for t in trials:
-            if t.user_attrs.get(ABANDONED) and t.state == optuna.trial.TrialState.RUNNING:
-                self.study.tell(t.number, state=optuna.trial.TrialState.FAIL)  # cut off while being abandoned
-        return [t for t in trials if not t.user_attrs.get(ABANDONED)]
-
     def _cut_off(self) -> list:
         """Study trials still RUNNING that no Tune trial of this session owns: a previous session's."""
         import optuna  # noqa: PLC0415
 
-        running = [t for t in self._counted() if t.state == optuna.trial.TrialState.RUNNING]
+        running = self.study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.RUNNING])
         return [t for t in running if study_key(t.number) not in self._handed]
 
     def _remaining(self) -> list:
-        return self._cut_off() or ([None] if len(self._counted()) < self.num_samples else [])
+        return self._cut_off() or ([None] if len(self.study.get_trials(deepcopy=False)) < self.num_samples else [])
 
     def done_count(self) -> int:
         import optuna  # noqa: PLC0415
 
-        return sum(t.state != optuna.trial.TrialState.RUNNING for t in self._counted())
+        return sum(t.state != optuna.trial.TrialState.RUNNING for t in self.study.get_trials(deepcopy=False))
 
     def _next(self) -> tuple[str, dict[str, Any]] | None:
-        import optuna  # noqa: PLC0415
-
         from orchestrator.failpoints import failpoint  # noqa: PLC0415
 
-        for trial in self._cut_off():
-            if set(trial.params) == set(self.distributions):
-                return study_key(trial.number), dict(trial.params)
-            self._abandon(trial.number)  # killed inside ask(): some params were never drawn
-        if len(self._counted()) >= self.num_samples:
+        cut_off = self._cut_off()
+        if cut_off:
+            return study_key(cut_off[0].number), self._draw(cut_off[0].number)
+        number = len(self.study.get_trials(deepcopy=False))
+        if number >= self.num_samples:
             return None
-        # TPE's random draws are seeded by how many trials the study holds, not by how many sessions
-        # it took: a sampler made anew each session would repeat the first session's draws.
-        asked = len(self.study.get_trials(deepcopy=False))
-        self.study.sampler = optuna.samplers.TPESampler(seed=self.seed * 1_000_003 + asked)
+        self._seed_sampler(number)
         trial = self.study.ask(fixed_distributions=self.distributions)
         failpoint("after_ask")
         return study_key(trial.number), dict(trial.params)
 
-    def _abandon(self, number: int) -> None:
-        """Marked first, then failed: a kill in between leaves it marked and RUNNING, which `_counted` ends."""
+    def _seed_sampler(self, number: int) -> None:
+        """TPE's random draws seeded by the trial's number, not by how many sessions it took: a sampler
+        made anew each session would repeat the first session's draws."""
         import optuna  # noqa: PLC0415
 
-        self.storage.set_trial_user_attr(self._trial_id(study_key(number)), ABANDONED, True)
-        self.study.tell(number, state=optuna.trial.TrialState.FAIL)
+        self.study.sampler = optuna.samplers.TPESampler(seed=self.seed * 1_000_003 + number)
+
+    def _draw(self, number: int) -> dict[str, Any]:
+        """The params of a cut-off trial; those a kill inside ask() left undrawn are drawn now.
+
+        ask() writes a trial, then its params one by one: a kill between them leaves a RUNNING
+        trial with some params. Suggesting every param again returns the stored ones as they are.
+        """
+        import optuna  # noqa: PLC0415
+        from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution  # noqa: PLC0415
+
+        stored = self.storage.get_trial(self._trial_id(study_key(number)))
+        if set(stored.params) == set(self.distributions):
+            return dict(stored.params)
+        self._seed_sampler(number)
+        trial = optuna.trial.Trial(self.study, stored._trial_id)
+        for name, dist in self.distributions.items():
+            if isinstance(dist, FloatDistribution):
+                trial.suggest_float(name, dist.low, dist.high, step=dist.step, log=dist.log)
+            elif isinstance(dist, IntDistribution):
+                trial.suggest_int(name, dist.low, dist.high, step=dist.step, log=dist.log)
+            elif isinstance(dist, CategoricalDistribution):
+                trial.suggest_categorical(name, dist.choices)
+            else:
+                raise TypeError(f"no suggest_* for {type(dist).__name__}")
+        return dict(trial.params)
 
     def _frozen(self, key: str):
         return self.storage.get_trial(self._trial_id(key))

@@ -292,8 +292,8 @@ def _connect_ray(address: str | None) -> None:
     from orchestrator.interrupts import sigterm_like_ctrl_c  # noqa: PLC0415
 
     try:
-        if address is None:
-            ray.init(include_dashboard=False, ignore_reinit_error=True, logging_level="WARNING")
+        if address is None:  # a Ray of its own: plain ray.init() joins any cluster `ray start` left running here
+            ray.init(address="local", include_dashboard=False, ignore_reinit_error=True, logging_level="WARNING")
         else:
             ray.init(address=address, ignore_reinit_error=True, logging_level="WARNING")
         sigterm_like_ctrl_c()  # again: Ray's driver put in its own SIGTERM handler, which aborts

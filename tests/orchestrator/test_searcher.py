@@ -5,7 +5,7 @@ from mlflow.tracking import MlflowClient
 from ray import tune
 from ray.tune.search import Searcher
 
-from orchestrator.searcher import ABANDONED, TRIAL_KEY, StudySearch, VariantSearch
+from orchestrator.searcher import TRIAL_KEY, StudySearch, VariantSearch
 from orchestrator.tracking import KIND, TRIAL_ID
 
 SPACE = {"train.lr": tune.loguniform(1e-4, 1e-2), "hnet.activation": tune.choice(["relu", "elu"])}
@@ -76,16 +76,16 @@ def test_a_trial_told_before_the_kill_is_not_told_twice(tmp_path):
     assert [t.value for t in study.trials] == [90.0]
 
 
-def test_a_trial_killed_inside_ask_is_abandoned_and_not_counted(tmp_path):
+def test_a_trial_killed_inside_ask_draws_its_missing_params_and_runs(tmp_path):
     first = _search(tmp_path, samples=2)
-    half = first.study.ask()  # created, but its params were never drawn
-    half.suggest_float("train.lr", 1e-4, 1e-2, log=True)
+    half = first.study.ask()  # ask() wrote the trial and one param, then the driver died
+    lr = half.suggest_float("train.lr", 1e-4, 1e-2, log=True)
     second = _search(tmp_path, samples=2)
-    keys = [second.suggest(f"tune-{i}")[TRIAL_KEY] for i in range(2)]
-    assert keys == ["t0001", "t0002"] and second.suggest("tune-2") == Searcher.FINISHED
-    trials = second.study.get_trials()
-    assert trials[0].state == FAIL and trials[0].user_attrs[ABANDONED]
-    assert [t.state for t in trials[1:]] == [RUNNING, RUNNING]
+    adopted = second.suggest("tune-0")
+    assert adopted[TRIAL_KEY] == "t0000" and adopted["train.lr"] == lr and adopted["hnet.activation"] in ("relu", "elu")
+    assert second.suggest("tune-1")[TRIAL_KEY] == "t0001" and second.suggest("tune-2") == Searcher.FINISHED
+    assert second.study.get_trials()[0].params == {k: v for k, v in adopted.items() if k != TRIAL_KEY}
+    assert _states(tmp_path) == [RUNNING, RUNNING]  # two trials, as asked: none failed, none extra
 
 
 def test_draws_depend_on_the_study_not_on_how_many_sessions_it_took(tmp_path):

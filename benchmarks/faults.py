@@ -41,6 +41,10 @@ metric entries whose client timestamp lies inside the outage window (logged
 while the server was down, landed once) and runs lacking results.json or
 matrix.png artifacts.
 
+Wall times are comparable only on a quiet machine: every 2 s the script looks
+for a test suite (pytest) or another benchmark running beside a timed rerun,
+and the wall-time records say `machine_quiet: no (...)` when one did.
+
 The summary table is printed, `audit.json` goes to --out, and the figures
 are merged into benchmarks/results.json (`--results`) and RESULTS.md is
 rendered again from it (`--results-md`).
@@ -111,17 +115,36 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
+BUSY = ("pytest", "benchmarks/chaos.py")  # other heavy work on this machine that would skew the timings
+
+
+def foreign_busy(mine: set[int]) -> list[str]:
+    """Command lines of test suites or benchmarks running beside this one (not this script's processes)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) in mine:
+            continue
+        line = _cmdline(int(entry.name))
+        if any(b in line for b in BUSY) and "benchmarks/faults.py" not in line:
+            found.append(f"{entry.name} {line[:100]}")
+    return found
+
+
 class Tree:
     """The rerun's processes (its local Ray included), refreshed while it runs, so they can be waited for."""
 
     def __init__(self, driver: Driver):
         self.driver = driver
         self.seen: dict[int, int] = {}
+        self.busy: list[str] = []  # foreign_busy() seen while it ran
         self.at = 0.0
 
     def refresh(self, every: float = 2.0) -> None:
         if time.monotonic() - self.at >= every and self.driver.proc.poll() is None:
             self.seen.update(dict(_descendants(self.driver.proc.pid)))
+            for line in foreign_busy({os.getpid(), self.driver.proc.pid, *self.seen}):
+                if line not in self.busy:
+                    self.busy.append(line)
             self.at = time.monotonic()
 
     def settle(self) -> tuple[float, list[str]]:
@@ -170,7 +193,7 @@ def run_rerun(args: list[str], log: Path, timeout: float, watch=None) -> dict:
     thread.join(timeout=30)
     settle_s, leftover = tree.settle()
     return {"exit_code": code, "wall_s": round(wall, 1), "timed_out": timed_out, "settle_s": round(settle_s, 1),
-            "leftover_procs": leftover, "watcher_errors": errors, "log": str(log), "last_line": driver.last_line()}
+            "leftover_procs": leftover, "watcher_errors": errors, "busy_beside": tree.busy, "log": str(log), "last_line": driver.last_line()}
 
 
 # ---- the audit -----------------------------------------------------------------------------------------------
@@ -447,6 +470,12 @@ def _strip(a: dict) -> dict:
 # ---- the report ----------------------------------------------------------------------------------------------
 
 
+def quiet(part: dict) -> str:
+    """'yes' when no test suite or other benchmark ran beside the timed reruns, else what did."""
+    busy = [*part["run"]["busy_beside"], *(part["twin"]["busy_beside"] if "twin" in part else [])]
+    return "yes" if not busy else f"no ({len(busy)} processes beside it, e.g. {busy[0][:60]})"
+
+
 def summary(wk: dict | None, og: dict | None) -> str:
     lines = [f"{'scenario':<18} {'exit':>4} {'fin':>5} {'runs/key':>8} {'dup':>3} {'miss':>4} {'wall s':>7}  notes"]
     if wk:
@@ -514,6 +543,8 @@ def main() -> None:
     for label, part in (("worker_kill", wk), ("outage", og)):
         if part is not None and not part["clean"]:
             print(f"  {label} NOT clean: {json.dumps({k: v for k, v in part.items() if k not in ('twin',)})[:3000]}")
+        if part is not None and quiet(part) != "yes":
+            print(f"  {label}: the machine was not quiet, timings skewed: {quiet(part)}")
         if part is not None and (part["run"]["leftover_procs"] or part["run"]["watcher_errors"]):
             print(f"  {label}: leftover processes {part['run']['leftover_procs']}, watcher errors "
                   f"{part['run']['watcher_errors']}")
@@ -536,7 +567,7 @@ def main() -> None:
         command = shlex.join(["python", "benchmarks/faults.py", "--only", "worker_kill", "--worker-kills",
                               str(args.worker_kills), "--seeds", str(args.seeds),
                               *(["--kill-delay-s", str(args.kill_delay_s)] if args.kill_delay_s else []), *extra_sets])
-        scenario = f"{args.worker_kills} trial-worker SIGKILLs, rerun of {args.seeds} seeds, concurrency 1, {settings}"
+        scenario = f"{args.worker_kills} trial-worker SIGKILL{'s' * (args.worker_kills != 1)}, rerun of {args.seeds} seeds, concurrency 1, {settings}"
         method = "hypercl rerun, local Ray, Tune retries from the trial checkpoint"
         a, r = wk["audit"], wk["run"]
         w = r["wall_s"]
@@ -549,9 +580,9 @@ def main() -> None:
                 metrics_checked=a["metrics_checked"], tasks_missing=a["tasks_missing"]),
             rec(scenario, method, "exit_code", r["exit_code"], w, command),
             rec(scenario, method, "wall_s", w, w, command, twin_wall_s=wk["twin"]["wall_s"],
-                twin_exit_code=wk["twin"]["exit_code"], time_lost_s=wk["time_lost_s"]),
+                twin_exit_code=wk["twin"]["exit_code"], time_lost_s=wk["time_lost_s"], machine_quiet=quiet(wk)),
             rec(scenario, method, "time_lost_per_kill_s", wk["time_lost_per_kill_s"] or 0.0, w, command,
-                twin_wall_s=wk["twin"]["wall_s"]),
+                twin_wall_s=wk["twin"]["wall_s"], machine_quiet=quiet(wk)),
         ]
         for key, v in wk["resumed"].items():
             records.append(rec(scenario, method, f"resumed_from_task_{key}", float(v["resumed_from_task"] or -1), w,
@@ -576,7 +607,7 @@ def main() -> None:
                 task_entries=og["during_outage_task"]),
             rec(scenario, method, "runs_missing_artifacts", len(a["missing_artifacts"]), w, command),
             rec(scenario, method, "exit_code", r["exit_code"], w, command),
-            rec(scenario, method, "wall_s", w, w, command),
+            rec(scenario, method, "wall_s", w, w, command, machine_quiet=quiet(og)),
         ]
     merged = merge(records, args.results)
     import report  # noqa: PLC0415

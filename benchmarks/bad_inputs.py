@@ -44,7 +44,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 from chaos import cpu_model, nproc  # noqa: E402
-from records import RESULTS, machine, merge, record  # noqa: E402
+from records import add_record_args, machine, merge, record  # noqa: E402
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
@@ -305,9 +305,7 @@ def main() -> None:
                         help="run only these cases (default: all)")
     parser.add_argument("--out", type=Path, default=Path("runs/benchmarks/bad_inputs"))
     parser.add_argument("--timeout", type=float, default=180, help="seconds one command may take")
-    parser.add_argument("--results", type=Path, default=RESULTS, help="records file (default benchmarks/results.json)")
-    parser.add_argument("--results-md", type=Path, default=HERE / "RESULTS.md",
-                        help="rendered from --results after merging (default benchmarks/RESULTS.md)")
+    add_record_args(parser)
     args = parser.parse_args()
     chosen = [c for c in all_cases if not args.only or c.name in args.only]
 

@@ -68,7 +68,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
-from records import RESULTS, machine, merge, record  # noqa: E402
+from records import add_record_args, machine, merge, record  # noqa: E402
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
@@ -540,9 +540,7 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="config override on top of the tiny settings (repeatable)")
     parser.add_argument("--timeout", type=float, default=900, help="seconds an uninterrupted session may take")
-    parser.add_argument("--results", type=Path, default=RESULTS, help="records file (default benchmarks/results.json)")
-    parser.add_argument("--results-md", type=Path, default=HERE / "RESULTS.md",
-                        help="rendered from --results after merging (default benchmarks/RESULTS.md)")
+    add_record_args(parser)
     args = parser.parse_args()
     if args.kills < 0 or args.sweeps < 1:
         parser.error("--kills must be >= 0 and --sweeps >= 1")

@@ -73,7 +73,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 from chaos import Driver, _alive, _descendants, _name, cpu_model, nproc  # noqa: E402
-from records import RESULTS, machine, merge, record  # noqa: E402
+from records import add_record_args, machine, merge, record  # noqa: E402
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
@@ -510,9 +510,7 @@ def main() -> None:
                         help="config override on top of the benchmark's settings (repeatable)")
     parser.add_argument("--out", type=Path, default=Path("runs/benchmarks/faults"))
     parser.add_argument("--timeout", type=float, default=1200, help="seconds one rerun may take")
-    parser.add_argument("--results", type=Path, default=RESULTS, help="records file (default benchmarks/results.json)")
-    parser.add_argument("--results-md", type=Path, default=HERE / "RESULTS.md",
-                        help="rendered from --results after merging (default benchmarks/RESULTS.md)")
+    add_record_args(parser)
     args = parser.parse_args()
     if args.seeds < 1 or args.worker_kills < 0 or args.outage_s < 0:
         parser.error("--seeds must be >= 1, --worker-kills and --outage-s >= 0")

@@ -32,6 +32,13 @@ def record(benchmark: str, scenario: str, method: str, metric: str, value: float
             "command": command, "machine": machine(), "date": dt.date.today().isoformat(), **extra}
 
 
+def add_record_args(parser) -> None:
+    """--results / --results-md: where a benchmark merges its records (a trial run can write elsewhere)."""
+    parser.add_argument("--results", type=Path, default=RESULTS, help="records file (default benchmarks/results.json)")
+    parser.add_argument("--results-md", type=Path, default=RESULTS.with_name("RESULTS.md"),
+                        help="rendered from --results after merging (default benchmarks/RESULTS.md)")
+
+
 def merge(new: list[dict], path: Path = RESULTS) -> list[dict]:
     """Replace records with the same key, keep the rest, write back sorted.
 

@@ -74,6 +74,11 @@ class _MaskedSSE(torch.autograd.Function):
         return diff @ weight, diff.t() @ feats, diff.sum(0), None, None, None
 
 
+def fused_sse(feats: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Σ (F Wᵀ + b − targets)², unmasked, in the fused form."""
+    return _MaskedSSE.apply(feats, weight, bias, targets, None, None)
+
+
 class OutputRegularizer:
     """β/|S| · Σ_{t∈S} ‖mask_t ⊙ (h(e_t; θ + Δθ) − W*_t)‖², S = previous tasks or a subset.
 
@@ -114,6 +119,10 @@ class OutputRegularizer:
     @property
     def num_prev(self) -> int:
         return len(self.prev_embs)
+
+    def held_bytes(self) -> int:
+        """Memory the snapshot holds: every earlier task's full outputs, and the masks of partial rows."""
+        return sum(t.numel() * t.element_size() for t in (self.prev_embs, self.targets, self.mask_rows))
 
     def loss(
         self,

@@ -31,9 +31,14 @@ DEFAULT_SUBSYSTEM_CPUS = 0.75
 
 @dataclass(frozen=True)
 class Placement:
-    """What each subsystem actor asks for: one GPU, or some CPUs when there are none."""
+    """What each subsystem actor asks for: a GPU or a share of one, or some CPUs when there are none.
 
-    gpus_per_subsystem: int = 0
+    A share (0.25) lets Ray put several subsystems, so several small trials,
+    on one GPU: a one-subsystem trial of the paper's MNIST settings keeps a
+    large GPU far from busy.
+    """
+
+    gpus_per_subsystem: float = 0
     cpus_per_subsystem: float = DEFAULT_SUBSYSTEM_CPUS
 
     def bundles(self, num_subsystems: int) -> list[dict[str, float]]:
@@ -57,7 +62,7 @@ class Placement:
         return {"num_gpus": 0, "num_cpus": self.cpus_per_subsystem}
 
 
-def auto_placement(gpus_per_subsystem: int | None, cpus_per_subsystem: float = DEFAULT_SUBSYSTEM_CPUS) -> Placement:
+def auto_placement(gpus_per_subsystem: float | None, cpus_per_subsystem: float = DEFAULT_SUBSYSTEM_CPUS) -> Placement:
     """GPUs when the connected cluster has any, unless the user chose."""
     if gpus_per_subsystem is None:
         gpus_per_subsystem = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0

@@ -119,8 +119,9 @@ def _add_cluster(p) -> None:
     p.add_argument("--max-concurrent", type=int, default=None)
     p.add_argument("--address", default=os.environ.get("RAY_ADDRESS"),
                    help="Ray cluster: auto or ray://host:10001 (default: $RAY_ADDRESS, else a new local Ray)")
-    p.add_argument("--gpus-per-subsystem", type=int, choices=[0, 1], default=None,
-                   help="default: 1 when the cluster has GPUs, else 0")
+    p.add_argument("--gpus-per-subsystem", type=float, default=None, metavar="G",
+                   help="GPUs per subsystem actor: 1, a fraction (0.25 puts four one-subsystem trials on each GPU) "
+                        "or 0 for CPUs (default: 1 when the cluster has GPUs, else 0)")
     p.add_argument("--cpus-per-subsystem", type=float, default=0.75,
                    help="CPUs per subsystem actor without GPUs (default 0.75: one CPU per one-subsystem trial)")
     p.add_argument("--data-root", help="MNIST root on every node (default: resolved per node)")
@@ -160,6 +161,10 @@ def _check_counts(args: argparse.Namespace) -> None:
     cpus = getattr(args, "cpus_per_subsystem", None)
     if cpus is not None and cpus <= 0:
         raise UserError(f"--cpus-per-subsystem must be positive, got {cpus}")
+    gpus = getattr(args, "gpus_per_subsystem", None)
+    if gpus is not None and not 0 <= gpus <= 1:
+        raise UserError(f"--gpus-per-subsystem must be 0, 1 or a fraction in between (0.25 puts four subsystems on "
+                        f"one GPU), got {gpus:g}")
 
 
 def _cluster_options(args: argparse.Namespace) -> dict:

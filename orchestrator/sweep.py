@@ -59,7 +59,7 @@ class SweepSpec:
     space: dict[str, Any] | None = None
     preset: str | None = None
     tracking_uri: str = ""
-    gpus_per_subsystem: int | None = None
+    gpus_per_subsystem: float | None = None
     cpus_per_subsystem: float = DEFAULT_SUBSYSTEM_CPUS
     data_root: str | None = None
     storage: str | None = None  # trial checkpoints and Tune logs where every node sees them; None: the sweep folder
@@ -311,7 +311,8 @@ def _pin_placement(spec: SweepSpec, local: bool):
 
     placement = auto_placement(spec.gpus_per_subsystem, spec.cpus_per_subsystem)
     if local and placement.gpus_per_subsystem and ray.cluster_resources().get("GPU", 0) < 1:
-        raise UserError("--gpus-per-subsystem 1 but this machine has no GPU; drop the flag or use --address")
+        raise UserError(f"--gpus-per-subsystem {placement.gpus_per_subsystem:g} but this machine has no GPU; drop the "
+                        "flag or use --address")
     if local:  # a remote cluster may still be scaling up
         placement.check_fits(len(subsystem_names(spec.config)), ray.cluster_resources())
     spec.gpus_per_subsystem = placement.gpus_per_subsystem
@@ -376,8 +377,8 @@ def check_cluster_request(spec: SweepSpec, address: str | None) -> None:
                         "postgresql://... (a database the head reaches), or submit with ray job submit and "
                         "--address auto")
     if spec.gpus_per_subsystem is None:  # an autoscaling cluster may show no GPU until trials ask for one
-        raise UserError("--address: pass --gpus-per-subsystem 1 to train on the cluster's GPU workers "
-                        "(or 0 for CPUs); a cluster may not show its GPU nodes before trials ask for them")
+        raise UserError("--address: pass --gpus-per-subsystem 1 (or a share such as 0.25) to train on the cluster's "
+                        "GPU workers (or 0 for CPUs); a cluster may not show its GPU nodes before trials ask for them")
 
 
 def check_study_storage(url: str) -> None:

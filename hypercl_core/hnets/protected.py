@@ -17,6 +17,7 @@ from typing import Callable
 import torch
 
 from hypercl_core.hnets.mlp_hnet import HyperNetwork, TaskEmbeddings
+from hypercl_core.gram_regularizer import GramOutputRegularizer
 from hypercl_core.regularizer import OutputRegularizer, adam_lookahead
 from hypercl_core.seeding import task_generator
 
@@ -30,6 +31,14 @@ class Protection:
     beta: float
     lookahead: bool = True
     reg_subset: int | None = None  # regularize a random K of the earlier tasks per step
+
+
+def output_regularizer(hnet: HyperNetwork, prev_embs: torch.Tensor, protection: Protection,
+                       masks: torch.Tensor | None) -> OutputRegularizer | GramOutputRegularizer:
+    """Every earlier task in the Gram form (its cost does not grow with them); a drawn subset explicitly."""
+    if protection.reg_subset is None:
+        return GramOutputRegularizer(hnet, prev_embs, protection.beta, masks)
+    return OutputRegularizer(hnet, prev_embs, protection.beta, masks, protection.reg_subset)
 
 
 def learn_protected_task(hnet: HyperNetwork, embeddings: TaskEmbeddings, t: int, step_loss: StepLoss, *,
@@ -50,8 +59,7 @@ def learn_protected_task(hnet: HyperNetwork, embeddings: TaskEmbeddings, t: int,
     reg = None
     if t > 0 and protection.beta > 0:
         masks = output_masks[:t].float() if output_masks is not None else None
-        reg = OutputRegularizer(hnet, embeddings.stacked(range(t), detach=True), protection.beta, masks,
-                                protection.reg_subset)
+        reg = output_regularizer(hnet, embeddings.stacked(range(t), detach=True), protection, masks)
     start = time.perf_counter()
     for step in range(steps):
         theta_opt.zero_grad(set_to_none=True)

@@ -1,13 +1,20 @@
 """Subsystems as Ray actors: placement in the trial's bundles, and the same results as in-process."""
 
+import json
+
 import pytest
 import ray
+from mlflow.tracking import MlflowClient
+from ray.cluster_utils import Cluster
 from ray.util.placement_group import placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from hypercl_core.methods import build_learner, compose
+from orchestrator import sweep
 from orchestrator.actors import ActorProxy, Placement, SubsystemActor, spawn_subsystems
+from orchestrator.tracking import KIND
 from tests.conftest import tiny, tiny_with_replay
+from tests.orchestrator.conftest import TINY_SWEEP
 
 
 def test_each_subsystem_gets_its_own_logical_gpu(data_root):
@@ -127,3 +134,36 @@ def test_a_trial_larger_than_the_machine_is_refused_in_one_line():
         Placement().check_fits(3, {"CPU": 2.0})
     with pytest.raises(UserError, match="needs 3 GPU"):
         Placement(gpus_per_subsystem=1).check_fits(3, {"CPU": 2.0, "GPU": 1.0})
+
+
+def _most_at_once(runs) -> int:
+    """The most runs that were open at the same moment, from MLflow's start and end times."""
+    events = sorted([(r.info.start_time, 1) for r in runs] + [(r.info.end_time, -1) for r in runs],
+                    key=lambda e: (e[0], e[1]))
+    running = most = 0
+    for _, step in events:
+        running += step
+        most = max(most, running)
+    return most
+
+
+def test_a_quarter_gpu_per_subsystem_runs_four_trials_on_one_gpu(tmp_path, data_root):
+    """One logical GPU, `--gpus-per-subsystem 0.25`, eight one-subsystem trials: Ray runs four at a
+    time, every actor on that GPU (CUDA_VISIBLE_DEVICES=0), and never a fifth beside them."""
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 4, "num_gpus": 1})
+    spec = sweep.plan_sweep("smoke", "split_mnist_cl1", [*TINY_SWEEP, "train.iters_per_task=250"], name="quarter",
+                            num_samples=8, max_concurrent=8, data_root=str(data_root), gpus_per_subsystem=0.25,
+                            storage=str(tmp_path / "shared"))
+    folder = sweep.new_sweep_folder(tmp_path, spec)
+    try:
+        sweep.start(spec, folder, address=cluster.address)
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    client = MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("quarter")
+    runs = client.search_runs([experiment.experiment_id], filter_string=f"tags.`{KIND}` = 'trial'")
+    assert len(runs) == 8 and all(r.info.status == "FINISHED" for r in runs)
+    where = [json.loads(r.data.tags["placement.target_hnet"]) for r in runs]
+    assert all(w["gpu_ids"] == ["0"] and w["cuda_visible_devices"] == "0" for w in where), where
+    assert _most_at_once(runs) == 4

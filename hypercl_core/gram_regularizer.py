@@ -15,10 +15,10 @@ product is of the order of the drift squared: the expanded square
 snapshot, where the drift is near zero.
 
 Masks (a multi-head target's other heads, the padded tail of the last chunk)
-break the shared sum. The units (output-layer rows) of a chunk that every
-earlier task keeps are summed over the tasks in one term per distinct pattern
-of such units; what is left (each task's own head) is a few entries per task,
-summed entry by entry. Each term takes the Gram form or the explicit one
+break the shared sum. A unit (output-layer row) that every earlier task keeps
+in the same set of chunks is summed in one term with the other such units;
+what is left (each task's own head) is a few entries per task, summed entry
+by entry. Each term takes the Gram form or the explicit one
 (the output layer applied to the rows, as `regularizer.OutputRegularizer`
 does everywhere), whichever its shape makes cheaper: a few rows of a wide
 chunk are cheaper explicitly, many rows in the Gram form. The choice depends
@@ -32,6 +32,11 @@ from torch import nn
 from torch.func import functional_call
 
 from hypercl_core.regularizer import fused_sse
+
+# A term over fewer (row, unit) entries than this is summed with the entries: its own launch costs more.
+MIN_TERM_ENTRIES = 4096
+# A block of runs smaller than this is gathered entry by entry instead.
+MIN_BLOCK_ENTRIES = 256
 
 
 def gram_cost(rows: int, units: int, width: int) -> float:
@@ -53,18 +58,28 @@ def _index(ids: torch.Tensor) -> slice | torch.Tensor:
 
 
 class _GramSSE(torch.autograd.Function):
-    """⟨MᵀM, G⟩ for a symmetric G, as Σ (M G) ⊙ M, with the backward in one more GEMM."""
+    """⟨MᵀM, G⟩ with M = [W' − W*, W', b' − b*] built inside: one GEMM forward, one backward.
+
+    Only W' and b' need gradients, and W' appears in two blocks of M, so the
+    backward forms M (G₁ + G₂) and M G₃ (h + 1 columns) rather than all of 2 M G.
+    """
 
     @staticmethod
-    def forward(ctx, m, gram):
-        q = m @ gram
-        ctx.save_for_backward(m, q)
-        return torch.dot(q.reshape(-1), m.reshape(-1))
+    def forward(ctx, weight, bias, w_star, b_star, gram):
+        h = weight.shape[1]
+        m = torch.cat([weight - w_star, weight, (bias - b_star).unsqueeze(1)], dim=1)
+        products = m.t() @ m
+        ctx.save_for_backward(m, gram, products)
+        ctx.h = h
+        return torch.dot(products.reshape(-1), gram.reshape(-1))
 
     @staticmethod
     def backward(ctx, grad):
-        m, q = ctx.saved_tensors
-        return q.mul(2 * grad), (m.t() @ m).mul_(grad)
+        m, gram, products = ctx.saved_tensors
+        h = ctx.h
+        cols = torch.cat([gram[:, :h] + gram[:, h : 2 * h], gram[:, 2 * h :]], dim=1)
+        d = (m @ cols).mul_(2 * grad)
+        return d[:, :h], d[:, h], None, None, products.mul_(grad)
 
 
 class _Term:
@@ -89,29 +104,118 @@ class _Term:
             return fused_sse(rows, w, b, self.targets)
         g = torch.cat([self.feats_star, rows - self.feats_star, rows.new_ones(len(rows), 1)], dim=1)
         gram = g.t() @ g
-        m = torch.cat([w - self.w_star, w, (b - self.b_star).unsqueeze(1)], dim=1)
-        return _GramSSE.apply(m, 0.5 * (gram + gram.t()))
+        return _GramSSE.apply(w, b, self.w_star, self.b_star, 0.5 * (gram + gram.t()))
 
     def held(self) -> list[torch.Tensor]:
         return [self.feats_star, self.w_star, self.b_star] if self.gram else [self.targets]
 
 
+def _block_outputs(weight: torch.Tensor, bias: torch.Tensor, flat: torch.Tensor, first: int, runs: int, length: int,
+                   ids: torch.Tensor) -> torch.Tensor:
+    """(runs, length) outputs of a block; the snapshot's targets come from the same arithmetic, so the
+    difference is exactly zero there."""
+    span = slice(first, first + runs * length)
+    out = torch.bmm(weight[span].view(runs, length, -1), flat[ids].unsqueeze(2)).squeeze(2)
+    return out.add_(bias[span].view(runs, length))
+
+
+def _loose_outputs(weight: torch.Tensor, bias: torch.Tensor, feats: torch.Tensor, units: torch.Tensor) -> torch.Tensor:
+    """Outputs of single entries, `feats` already gathered per entry."""
+    return torch.einsum("eh,eh->e", weight.index_select(0, units), feats).add_(bias.index_select(0, units))
+
+
+class _EntriesSSE(torch.autograd.Function):
+    """Σ of the squared entry differences, with one gradient buffer for all blocks and loose entries
+    (autograd would allocate an output-layer-sized buffer per block)."""
+
+    @staticmethod
+    def forward(ctx, flat, weight, bias, entries):
+        diffs = []
+        for first, runs, length, ids, targets in entries.blocks:
+            diffs.append(_block_outputs(weight, bias, flat, first, runs, length, ids).sub_(targets))
+        loose = flat.index_select(0, entries.rows)
+        if len(entries.rows):
+            diffs.append(_loose_outputs(weight, bias, loose, entries.units).sub_(entries.targets))
+        ctx.entries = entries
+        ctx.save_for_backward(flat, weight, loose, *diffs)
+        return sum((torch.dot(d.reshape(-1), d.reshape(-1)) for d in diffs), flat.new_zeros(()))
+
+    @staticmethod
+    def backward(ctx, grad):
+        flat, weight, loose, *diffs = ctx.saved_tensors
+        entries = ctx.entries
+        d_flat, d_weight, d_bias = torch.zeros_like(flat), torch.zeros_like(weight), torch.zeros(
+            weight.shape[0], dtype=weight.dtype, device=weight.device)
+        for (first, runs, length, ids, _), diff in zip(entries.blocks, diffs):
+            span = slice(first, first + runs * length)
+            diff = diff.mul(2 * grad)  # (runs, length)
+            d_weight[span] += (diff.unsqueeze(2) * flat[ids].unsqueeze(1)).reshape(runs * length, -1)
+            d_bias[span] += diff.reshape(-1)
+            d_flat.index_add_(0, ids, torch.bmm(diff.unsqueeze(1), weight[span].view(runs, length, -1)).squeeze(1))
+        if len(entries.rows):
+            diff = diffs[-1].mul(2 * grad)
+            d_weight.index_add_(0, entries.units, diff.unsqueeze(1) * loose)
+            d_bias.index_add_(0, entries.units, diff)
+            d_flat.index_add_(0, entries.rows, diff.unsqueeze(1) * weight.index_select(0, entries.units))
+        return d_flat, d_weight, d_bias, None
+
+
+def _runs(keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(rows, units) bool -> row, first unit and length of every run of consecutive kept units."""
+    edges = torch.nn.functional.pad(keep.to(torch.int8), (1, 1)).diff(dim=1)
+    rows, starts = (edges == 1).nonzero(as_tuple=True)
+    ends = (edges == -1).nonzero(as_tuple=True)[1]  # row-major like the starts, so they pair up in order
+    return rows, starts, ends - starts
+
+
 class _Entries:
-    """(row, unit) entries kept by some earlier tasks but not all in their chunk: each task's own head."""
+    """What only some earlier tasks keep in a chunk (each task's own head), summed run by run.
+
+    A task's head is a run of consecutive units in a chunk, and the heads of
+    consecutive tasks lie side by side: runs of one length that tile a unit
+    range form a block, whose weights are one view of the output layer, so a
+    block costs one batched GEMV and no copy. Runs that form no block worth
+    its launch (scattered masks) are gathered entry by entry.
+    """
 
     def __init__(self, keep: torch.Tensor, feats: torch.Tensor, w_star: torch.Tensor, b_star: torch.Tensor):
-        rows, units = keep.reshape(-1, keep.shape[-1]).nonzero(as_tuple=True)
-        self.rows, self.units = rows, units
+        chunks = keep.shape[1]
         star = feats.reshape(-1, feats.shape[-1])
-        self.targets = (w_star[units] * star[rows]).sum(-1) + b_star[units]
+        rows, starts, lengths = _runs(keep.reshape(-1, keep.shape[-1]))
+        order = sorted(range(len(rows)), key=lambda i: (int(rows[i]) % chunks, int(starts[i])))
+        self.blocks: list[tuple[int, int, int, torch.Tensor, torch.Tensor]] = []  # first unit, runs, length, rows, T
+        loose = torch.zeros_like(keep.reshape(-1, keep.shape[-1]))
+        block: list[int] = []
+
+        def close() -> None:
+            first, length = int(starts[block[0]]), int(lengths[block[0]])
+            if len(block) * length < MIN_BLOCK_ENTRIES:
+                for i in block:
+                    loose[rows[i], starts[i] : starts[i] + lengths[i]] = True
+                return
+            ids = rows[block]
+            targets = _block_outputs(w_star, b_star, star, first, len(block), length, ids)
+            self.blocks.append((first, len(block), length, ids, targets))
+
+        for i in order:
+            if block:
+                last = block[-1]
+                if (int(rows[i]) % chunks == int(rows[last]) % chunks and lengths[i] == lengths[last]
+                        and starts[i] == starts[last] + lengths[last]):
+                    block.append(i)
+                    continue
+                close()
+            block = [i]
+        if block:
+            close()
+        self.rows, self.units = loose.nonzero(as_tuple=True)
+        self.targets = _loose_outputs(w_star, b_star, star.index_select(0, self.rows), self.units)
 
     def sse(self, feats: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        rows = feats.reshape(-1, feats.shape[-1]).index_select(0, self.rows)
-        diff = (weight.index_select(0, self.units) * rows).sum(-1) + bias.index_select(0, self.units) - self.targets
-        return torch.dot(diff, diff)
+        return _EntriesSSE.apply(feats.reshape(-1, feats.shape[-1]), weight, bias, self)
 
     def held(self) -> list[torch.Tensor]:
-        return [self.rows, self.units, self.targets]
+        return [self.rows, self.units, self.targets, *(t for b in self.blocks for t in b[3:])]
 
 
 class GramOutputRegularizer:
@@ -136,12 +240,17 @@ class GramOutputRegularizer:
             feats = hnet(self.prev_embs, features_only=True)
             w_star, b_star = params[self.weight_name].detach().clone(), params[self.bias_name].detach().clone()
         common = keep.all(0)  # (chunks, width): the units of each chunk that every earlier task keeps
-        patterns, group = torch.unique(common, dim=0, return_inverse=True)
-        self.terms: list[_Term | _Entries] = [
-            _Term((group == g).nonzero().squeeze(1), pattern.nonzero().squeeze(1), feats, w_star, b_star)
-            for g, pattern in enumerate(patterns) if bool(pattern.any())
-        ]
-        own = keep & ~common
+        own = keep & ~common  # what only some tasks keep: their own heads
+        # Units go together when they are common in the same chunks; each unit is in one term, so the Gram
+        # terms together pass over the output layer once. A term too small to pay for itself joins the entries.
+        patterns, unit_class = torch.unique(common.t(), dim=0, return_inverse=True)
+        self.terms: list[_Term | _Entries] = []
+        for k, pattern in enumerate(patterns):
+            chunk_ids, unit_ids = pattern.nonzero().squeeze(1), (unit_class == k).nonzero().squeeze(1)
+            if n * chunk_ids.numel() * unit_ids.numel() >= MIN_TERM_ENTRIES:
+                self.terms.append(_Term(chunk_ids, unit_ids, feats, w_star, b_star))
+            elif chunk_ids.numel():
+                own[:, chunk_ids.unsqueeze(1), unit_ids] = True
         if bool(own.any()):
             self.terms.append(_Entries(own, feats, w_star, b_star))
 

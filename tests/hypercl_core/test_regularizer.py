@@ -19,16 +19,17 @@ def _train_steps(hnet, opt, n):
         opt.step()
 
 
+@pytest.mark.parametrize("fused", [False, True])
 @pytest.mark.parametrize("warm_steps", [0, 3])
-def test_lookahead_is_adams_next_step_and_leaves_state_alone(warm_steps):
+def test_lookahead_is_adams_next_step_and_leaves_state_alone(warm_steps, fused):
     hnet = _hnet()
-    opt = torch.optim.Adam(hnet.parameters(), lr=0.01)
+    opt = torch.optim.Adam(hnet.parameters(), lr=0.01, fused=fused)
     _train_steps(hnet, opt, warm_steps)
     opt.zero_grad()
     hnet(torch.randn(2, 4)).square().mean().backward()
     state_before = copy.deepcopy(opt.state_dict())
     params_before = [p.detach().clone() for p in hnet.parameters()]
-    deltas = adam_lookahead(opt)
+    deltas = adam_lookahead(opt, warm_steps if fused else None)  # the step count as the caller knows it, or Adam's
     assert all(not d.requires_grad for d in deltas.values())
     after = opt.state_dict()
     for key, st in state_before["state"].items():

@@ -361,9 +361,19 @@ def _tune_root(spec: SweepSpec, folder: Path) -> str:
     return f"{spec.storage.rstrip('/')}/{spec.name}" if spec.storage else str(folder)
 
 
+def _local_gpus() -> int:
+    import torch  # noqa: PLC0415
+
+    return torch.cuda.device_count()
+
+
 def check_cluster_request(spec: SweepSpec, address: str | None) -> None:
-    """On a cluster every trial writes from its own node: to MLflow, and its checkpoints through Tune."""
+    """On a cluster every trial writes from its own node: to MLflow, and its checkpoints through Tune.
+    Locally, GPUs asked for must be here (checked again against what Ray sees, once it runs)."""
     if address is None:
+        if spec.gpus_per_subsystem and not _local_gpus():
+            raise UserError(f"--gpus-per-subsystem {spec.gpus_per_subsystem:g} but this machine has no GPU; drop the "
+                            "flag or use --address")
         return
     if not spec.tracking_uri or spec.tracking_uri.startswith("sqlite:"):
         raise UserError("--address runs trials on other nodes, which cannot write to a SQLite file here; "

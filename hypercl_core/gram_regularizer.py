@@ -15,14 +15,18 @@ product is of the order of the drift squared: the expanded square
 snapshot, where the drift is near zero.
 
 Masks (a multi-head target's other heads, the padded tail of the last chunk)
-break the shared sum. A unit (output-layer row) that every earlier task keeps
-in the same set of chunks is summed in one term with the other such units;
+break the shared sum. A run of consecutive units (output-layer rows) that every
+earlier task keeps in the same set of chunks is summed in one term;
 what is left (each task's own head) is a few entries per task, summed entry
 by entry. Each term takes the Gram form or the explicit one
 (the output layer applied to the rows, as `regularizer.OutputRegularizer`
 does everywhere), whichever its shape makes cheaper: a few rows of a wide
 chunk are cheaper explicitly, many rows in the Gram form. The choice depends
 on shapes only, so a run is as reproducible as before.
+
+All terms run in one autograd function that writes one gradient buffer for
+the output layer: per-term autograd would allocate and add an output-layer
+sized buffer for every slice it took.
 """
 
 from __future__ import annotations
@@ -31,8 +35,6 @@ import numpy as np
 import torch
 from torch import nn
 from torch.func import functional_call
-
-from hypercl_core.regularizer import fused_sse
 
 # A term over fewer (row, unit) entries than this is summed with the entries: its own launch costs more.
 MIN_TERM_ENTRIES = 4096
@@ -58,33 +60,13 @@ def _index(ids: torch.Tensor) -> slice | torch.Tensor:
     return ids
 
 
-class _GramSSE(torch.autograd.Function):
-    """⟨MᵀM, G⟩ with M = [W' − W*, W', b' − b*] built inside: one GEMM forward, one backward.
-
-    Only W' and b' need gradients, and W' appears in two blocks of M, so the
-    backward forms M (G₁ + G₂) and M G₃ (h + 1 columns) rather than all of 2 M G.
-    """
-
-    @staticmethod
-    def forward(ctx, weight, bias, w_star, b_star, gram):
-        h = weight.shape[1]
-        m = torch.cat([weight - w_star, weight, (bias - b_star).unsqueeze(1)], dim=1)
-        products = m.t() @ m
-        ctx.save_for_backward(m, gram, products)
-        ctx.h = h
-        return torch.dot(products.reshape(-1), gram.reshape(-1))
-
-    @staticmethod
-    def backward(ctx, grad):
-        m, gram, products = ctx.saved_tensors
-        h = ctx.h
-        cols = torch.cat([gram[:, :h] + gram[:, h : 2 * h], gram[:, 2 * h :]], dim=1)
-        d = (m @ cols).mul_(2 * grad)
-        return d[:, :h], d[:, h], None, None, products.mul_(grad)
-
-
 class _Term:
-    """Σ over the rows of some chunks (all earlier tasks) of ‖D_r restricted to some units‖²."""
+    """Σ over the rows of some chunks (all earlier tasks) of ‖D_r on a run of units‖², in either form.
+
+    Gram form: value ⟨MᵀM, G⟩ in one GEMM; the backward forms M (G₁ + G₂) and
+    M G₃ (W' appears in two blocks of M; only W' and b' need gradients) and
+    g (MᵀM)₂ for the rows, which enter G through its δ block.
+    """
 
     def __init__(self, chunks: torch.Tensor, units: torch.Tensor, feats: torch.Tensor, w_star: torch.Tensor,
                  b_star: torch.Tensor):
@@ -98,14 +80,37 @@ class _Term:
         else:
             self.targets = torch.addmm(b, star, w.t())
 
-    def sse(self, feats: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    def forward(self, feats: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Tensor, tuple]:
         rows = feats[:, self.chunks].reshape(-1, feats.shape[-1])
         w, b = weight[self.units], bias[self.units]
         if not self.gram:
-            return fused_sse(rows, w, b, self.targets)
+            diff = torch.addmm(b, rows, w.t()).sub_(self.targets)
+            return torch.dot(diff.view(-1), diff.view(-1)), (rows, diff)
         g = torch.cat([self.feats_star, rows - self.feats_star, rows.new_ones(len(rows), 1)], dim=1)
         gram = g.t() @ g
-        return _GramSSE.apply(w, b, self.w_star, self.b_star, 0.5 * (gram + gram.t()))
+        gram = 0.5 * (gram + gram.t())
+        m = torch.cat([w - self.w_star, w, (b - self.b_star).unsqueeze(1)], dim=1)
+        products = m.t() @ m
+        return torch.dot(products.view(-1), gram.view(-1)), (g, gram, m, products)
+
+    def backward(self, saved: tuple, scale: torch.Tensor, weight: torch.Tensor, d_feats: torch.Tensor,
+                 d_weight: torch.Tensor, d_bias: torch.Tensor) -> None:
+        """Add this term's gradient, times `scale` (2 × the incoming gradient), into the buffers."""
+        h = weight.shape[1]
+        n, chunk_view = d_feats.shape[0], d_feats[:, self.chunks]
+        if not self.gram:
+            rows, diff = saved
+            diff.mul_(scale)
+            chunk_view += (diff @ weight[self.units]).view(n, -1, h)
+            d_weight[self.units] += diff.t() @ rows
+            d_bias[self.units] += diff.sum(0)
+            return
+        g, gram, m, products = saved
+        cols = torch.cat([gram[:, :h] + gram[:, h : 2 * h], gram[:, 2 * h :]], dim=1)
+        d = (m @ cols).mul_(scale)
+        d_weight[self.units] += d[:, :h]
+        d_bias[self.units] += d[:, h]
+        chunk_view += (g @ products[:, h : 2 * h]).mul_(scale).view(n, -1, h)
 
     def held(self) -> list[torch.Tensor]:
         return [self.feats_star, self.w_star, self.b_star] if self.gram else [self.targets]
@@ -125,40 +130,10 @@ def _loose_outputs(weight: torch.Tensor, bias: torch.Tensor, feats: torch.Tensor
     return torch.einsum("eh,eh->e", weight.index_select(0, units), feats).add_(bias.index_select(0, units))
 
 
-class _EntriesSSE(torch.autograd.Function):
-    """Σ of the squared entry differences, with one gradient buffer for all blocks and loose entries
-    (autograd would allocate an output-layer-sized buffer per block)."""
-
-    @staticmethod
-    def forward(ctx, flat, weight, bias, entries):
-        diffs = []
-        for first, runs, length, ids, targets in entries.blocks:
-            diffs.append(_block_outputs(weight, bias, flat, first, runs, length, ids).sub_(targets))
-        loose = flat.index_select(0, entries.rows)
-        if len(entries.rows):
-            diffs.append(_loose_outputs(weight, bias, loose, entries.units).sub_(entries.targets))
-        ctx.entries = entries
-        ctx.save_for_backward(flat, weight, loose, *diffs)
-        return sum((torch.dot(d.reshape(-1), d.reshape(-1)) for d in diffs), flat.new_zeros(()))
-
-    @staticmethod
-    def backward(ctx, grad):
-        flat, weight, loose, *diffs = ctx.saved_tensors
-        entries = ctx.entries
-        d_flat, d_weight, d_bias = torch.zeros_like(flat), torch.zeros_like(weight), torch.zeros(
-            weight.shape[0], dtype=weight.dtype, device=weight.device)
-        for (first, runs, length, ids, _), diff in zip(entries.blocks, diffs):
-            span = slice(first, first + runs * length)
-            diff = diff.mul(2 * grad)  # (runs, length)
-            d_weight[span] += (diff.unsqueeze(2) * flat[ids].unsqueeze(1)).reshape(runs * length, -1)
-            d_bias[span] += diff.reshape(-1)
-            d_flat.index_add_(0, ids, torch.bmm(diff.unsqueeze(1), weight[span].view(runs, length, -1)).squeeze(1))
-        if len(entries.rows):
-            diff = diffs[-1].mul(2 * grad)
-            d_weight.index_add_(0, entries.units, diff.unsqueeze(1) * loose)
-            d_bias.index_add_(0, entries.units, diff)
-            d_flat.index_add_(0, entries.rows, diff.unsqueeze(1) * weight.index_select(0, entries.units))
-        return d_flat, d_weight, d_bias, None
+def _consecutive(ids: torch.Tensor) -> list[torch.Tensor]:
+    """Sorted ids split where they jump."""
+    breaks = ((ids[1:] - ids[:-1]) != 1).nonzero().squeeze(1) + 1
+    return list(torch.tensor_split(ids, breaks.cpu()))
 
 
 def _column_classes(common: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -225,11 +200,63 @@ class _Entries:
         self.rows, self.units = loose.nonzero(as_tuple=True)
         self.targets = _loose_outputs(w_star, b_star, star.index_select(0, self.rows), self.units)
 
-    def sse(self, feats: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        return _EntriesSSE.apply(feats.reshape(-1, feats.shape[-1]), weight, bias, self)
+    def forward(self, feats: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Tensor, tuple]:
+        flat = feats.reshape(-1, feats.shape[-1])
+        diffs = [_block_outputs(weight, bias, flat, first, runs, length, ids).sub_(targets)
+                 for first, runs, length, ids, targets in self.blocks]
+        loose = flat.index_select(0, self.rows)
+        if len(self.rows):
+            diffs.append(_loose_outputs(weight, bias, loose, self.units).sub_(self.targets))
+        value = sum((torch.dot(d.view(-1), d.view(-1)) for d in diffs), flat.new_zeros(()))
+        return value, (flat, loose, diffs)
+
+    def backward(self, saved: tuple, scale: torch.Tensor, weight: torch.Tensor, d_feats: torch.Tensor,
+                 d_weight: torch.Tensor, d_bias: torch.Tensor) -> None:
+        flat, loose, diffs = saved
+        d_flat = d_feats.view(-1, d_feats.shape[-1])
+        for (first, runs, length, ids, _), diff in zip(self.blocks, diffs):
+            span = slice(first, first + runs * length)
+            diff.mul_(scale)  # (runs, length)
+            d_weight[span] += (diff.unsqueeze(2) * flat[ids].unsqueeze(1)).view(runs * length, -1)
+            d_bias[span] += diff.view(-1)
+            d_flat.index_add_(0, ids, torch.bmm(diff.unsqueeze(1), weight[span].view(runs, length, -1)).squeeze(1))
+        if len(self.rows):
+            diff = diffs[-1].mul_(scale)
+            d_weight.index_add_(0, self.units, diff.unsqueeze(1) * loose)
+            d_bias.index_add_(0, self.units, diff)
+            d_flat.index_add_(0, self.rows, diff.unsqueeze(1) * weight.index_select(0, self.units))
 
     def held(self) -> list[torch.Tensor]:
         return [self.rows, self.units, self.targets, *(t for b in self.blocks for t in b[3:])]
+
+
+class _OutputLayerSSE(torch.autograd.Function):
+    """Σ over all terms, with the looked-ahead output layer W + ΔW formed here: its gradient is W's."""
+
+    @staticmethod
+    def forward(ctx, feats, weight, bias, weight_delta, bias_delta, terms):
+        if weight_delta is not None:
+            weight = weight + weight_delta
+        if bias_delta is not None:
+            bias = bias + bias_delta
+        total, saved = feats.new_zeros(()), []
+        for term in terms:
+            value, kept = term.forward(feats, weight, bias)
+            total += value
+            saved.append(kept)
+        ctx.terms, ctx.saved, ctx.weight, ctx.feats_shape = terms, saved, weight, feats.shape
+        return total
+
+    @staticmethod
+    def backward(ctx, grad):
+        weight = ctx.weight
+        d_feats = weight.new_zeros(ctx.feats_shape)
+        d_weight, d_bias = torch.zeros_like(weight), weight.new_zeros(weight.shape[0])
+        scale = 2 * grad
+        for term, kept in zip(ctx.terms, ctx.saved):
+            term.backward(kept, scale, weight, d_feats, d_weight, d_bias)
+        ctx.saved = None
+        return d_feats, d_weight, d_bias, None, None, None
 
 
 class GramOutputRegularizer:
@@ -260,11 +287,15 @@ class GramOutputRegularizer:
         patterns, unit_class = _column_classes(common)
         self.terms: list[_Term | _Entries] = []
         for k, pattern in enumerate(patterns):
-            chunk_ids, unit_ids = pattern.nonzero().squeeze(1), (unit_class == k).nonzero().squeeze(1)
-            if n * chunk_ids.numel() * unit_ids.numel() >= MIN_TERM_ENTRIES:
-                self.terms.append(_Term(chunk_ids, unit_ids, feats, w_star, b_star))
-            elif chunk_ids.numel():
-                own[:, chunk_ids.unsqueeze(1), unit_ids] = True
+            chunk_ids = pattern.nonzero().squeeze(1)
+            if not chunk_ids.numel():
+                continue
+            # one term per run of consecutive units: its weights are then a view of the output layer, not a gather
+            for unit_ids in _consecutive((unit_class == k).nonzero().squeeze(1)):
+                if n * chunk_ids.numel() * unit_ids.numel() >= MIN_TERM_ENTRIES:
+                    self.terms.append(_Term(chunk_ids, unit_ids, feats, w_star, b_star))
+                else:
+                    own[:, chunk_ids.unsqueeze(1), unit_ids] = True
         if bool(own.any()):
             self.terms.append(_Entries(own, feats, w_star, b_star))
 
@@ -275,10 +306,12 @@ class GramOutputRegularizer:
     def loss(self, hnet: nn.Module, deltas: dict[nn.Parameter, torch.Tensor] | None = None,
              generator: torch.Generator | None = None) -> torch.Tensor:
         """`generator` is accepted for the reference's signature: every task is regularized, nothing is drawn."""
-        params = {name: p + deltas[p] if deltas and p in deltas else p for name, p in hnet.named_parameters()}
-        feats = functional_call(hnet, params, (self.prev_embs,), {"features_only": True})
-        weight, bias = params[self.weight_name], params[self.bias_name]
-        sse = sum((term.sse(feats, weight, bias) for term in self.terms), feats.new_zeros(()))
+        deltas = deltas or {}
+        params = dict(hnet.named_parameters())
+        weight, bias = params.pop(self.weight_name), params.pop(self.bias_name)  # the features do not use them
+        looked = {name: p + deltas[p] if p in deltas else p for name, p in params.items()}
+        feats = functional_call(hnet, looked, (self.prev_embs,), {"features_only": True})
+        sse = _OutputLayerSSE.apply(feats, weight, bias, deltas.get(weight), deltas.get(bias), self.terms)
         return self.beta * sse / self.num_prev
 
     def held_bytes(self) -> int:

@@ -78,11 +78,6 @@ class _MaskedSSE(torch.autograd.Function):
         return diff @ weight, diff.t() @ feats, diff.sum(0), None, None, None
 
 
-def fused_sse(feats: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Σ (F Wᵀ + b − targets)², unmasked, in the fused form."""
-    return _MaskedSSE.apply(feats, weight, bias, targets, None, None)
-
-
 class OutputRegularizer:
     """β/|S| · Σ_{t∈S} ‖mask_t ⊙ (h(e_t; θ + Δθ) − W*_t)‖², S = previous tasks or a subset.
 

@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from records import merge, record  # noqa: E402
+from records import add_record_args, merge, record  # noqa: E402
+from report import render  # noqa: E402
 
 # name: (preset, overrides, [(benchmark, scenario, method, summary metric)])
 Wanted = list[tuple[str, str, str, str]]
@@ -117,9 +118,15 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", choices=sorted(ENTRIES), default=sorted(ENTRIES))
     parser.add_argument("--out", type=Path, default=Path("runs/benchmarks"))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--label", help="appended to each record's scenario, so a rerun of changed code is "
+                                        "recorded beside the figures it is compared with instead of over them")
+    add_record_args(parser)
     args = parser.parse_args()
     for name in args.only:
-        merge(aggregate([run_entry(name, args.out, seed) for seed in args.seeds]))
+        records = aggregate([run_entry(name, args.out, seed) for seed in args.seeds])
+        if args.label:
+            records = [{**r, "scenario": f"{r['scenario']} [{args.label}]"} for r in records]
+        args.results_md.write_text(render(merge(records, args.results)))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """The output regularizer's cost in one sitting: hypercl against the plain-network limit, and against other code.
 
     python benchmarks/regularizer_speed.py split   [--pairs 2] [--before DIR]
+    python benchmarks/regularizer_speed.py perm10  [--pairs 2] [--iters 200] [--before DIR]
     python benchmarks/regularizer_speed.py perm100 [--iters 100] [--tasks 100]
 
 `split`: SplitMNIST CL1 at the paper's settings, full run (5 x 2,000 steps),
@@ -9,6 +10,10 @@ fresh net per task, no hypernetwork: what no hypernetwork method can beat),
 alternated A B A B in one sitting. `--before DIR` (a checkout of other code,
 e.g. `git worktree add /tmp/before <rev>`) runs that code's hypercl in the same
 rotation, so its ratio to the limit is measured beside ours.
+
+`perm10`: PermutedMNIST-10 CL1 at the paper's settings, full regularizer:
+ms/step at every task over `--iters` steps per task (evaluation skipped),
+ours and (with `--before`) the other code's, alternated.
 
 `perm100`: PermutedMNIST with the PermutedMNIST-10 hypernetwork settings over
 `--tasks` tasks at `--iters` steps per task, full regularizer: ms/step per
@@ -69,7 +74,7 @@ def _plain_split(seed: int) -> dict:
     train, correct, total = [], 0, 0
     for t, task in enumerate(bench.tasks):
         weights = torch.nn.Parameter(target.init_weights().to(device))
-        opt = torch.optim.Adam([weights], lr=cfg.train.lr)
+        opt = torch.optim.Adam([weights], lr=cfg.train.lr, fused=True)  # as fast as the protected loop's
         gen = task_generator(cfg.seed, t, device)
         start = time.perf_counter()
         for _ in range(cfg.train.iters_per_task):
@@ -84,6 +89,15 @@ def _plain_split(seed: int) -> dict:
                 correct += (target(x, weights, 0).argmax(-1) == y).sum().item()
                 total += len(y)
     return {"train_s": sum(train), "per_task_s": train, "final_acc": 100.0 * correct / total}
+
+
+def _perm_steps(iters: int, tasks: int) -> list[float]:
+    from hypercl_core.config import load_config  # noqa: PLC0415
+    from hypercl_core.methods import build_learner  # noqa: PLC0415
+
+    cfg = load_config("permuted_mnist10_cl1", [f"benchmark.num_tasks={tasks}", f"train.iters_per_task={iters}"])
+    learner = build_learner(cfg)
+    return [1000.0 * learner.learn_task(t)["train_s"] / iters for t in range(tasks)]
 
 
 def _perm100(iters: int, tasks: int) -> dict:
@@ -131,7 +145,7 @@ def split(args) -> list[dict]:
     median = {name: statistics.median(r["train_s"] for r in rs) for name, rs in runs.items()}
     ratios = [h["train_s"] / p["train_s"] for h, p in zip(runs["hypercl"], runs["plain"])]
     command = f"python benchmarks/regularizer_speed.py split --pairs {args.pairs} --seed {args.seed}" + (
-        " --before <checkout of the code before the Gram regularizer>" if args.before else "")
+        " --before <checkout of 8a22986, the explicit regularizer>" if args.before else "")
     scenario = "CL1, paper settings, full run (5 x 2,000 steps), one sitting"
     wall = sum(r["train_s"] for rs in runs.values() for r in rs)
     out = [
@@ -158,6 +172,31 @@ def split(args) -> list[dict]:
     return out
 
 
+def perm10(args) -> list[dict]:
+    variants = {"HNET": ROOT, **({"HNET, explicit regularizer (code before)": Path(args.before).resolve()}
+                                 if args.before else {})}
+    runs: dict[str, list[list[float]]] = {name: [] for name in variants}
+    for pair in range(args.pairs):
+        for name, code in variants.items():
+            runs[name].append(_child(code, "perm10", str(args.iters)))
+            print(f"pair {pair + 1} {name}: {[round(m, 1) for m in runs[name][-1]]}", flush=True)
+    command = f"python benchmarks/regularizer_speed.py perm10 --pairs {args.pairs} --iters {args.iters}" + (
+        " --before <checkout of 8a22986, the explicit regularizer>" if args.before else "")
+    scenario = f"CL1, full regularizer, {args.iters} iterations per task, one sitting"
+    out = []
+    for name, per_run in runs.items():
+        per_task = [statistics.median(r[t] for r in per_run) for t in range(len(per_run[0]))]
+        wall = sum(sum(r) for r in per_run) * args.iters / 1000
+        extra = {"per_task": [round(m, 1) for m in per_task], "runs": [[round(m, 1) for m in r] for r in per_run]}
+        out += [record("PermutedMNIST-10", scenario, name, "ms_per_step_second_task", per_task[1], [0], wall, command,
+                       **extra),
+                record("PermutedMNIST-10", scenario, name, "ms_per_step_last_task", per_task[-1], [0], wall, command,
+                       **extra),
+                record("PermutedMNIST-10", scenario, name, "last_over_second_task_step", per_task[-1] / per_task[1],
+                       [0], wall, command)]
+    return out
+
+
 def perm100(args) -> list[dict]:
     result = _child(ROOT, "perm100", str(args.iters), str(args.tasks))
     ms = result["ms_per_step"]
@@ -180,19 +219,22 @@ def main() -> None:
     if len(sys.argv) > 2 and sys.argv[1] == "--child":
         part, rest = sys.argv[2], sys.argv[3:]
         result = {"hypercl": lambda: _hypercl_split(int(rest[0])), "plain": lambda: _plain_split(int(rest[0])),
+                  "perm10": lambda: _perm_steps(int(rest[0]), 10),
                   "perm100": lambda: _perm100(int(rest[0]), int(rest[1]))}[part]()
         print(json.dumps(result))
         return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("part", choices=["split", "perm100"])
+    parser.add_argument("part", choices=["split", "perm10", "perm100"])
     parser.add_argument("--pairs", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--before", help="a checkout of other code to time in the same rotation")
-    parser.add_argument("--iters", type=int, default=100)
+    parser.add_argument("--iters", type=int, default=None, help="steps per task (perm10: 200, perm100: 100)")
     parser.add_argument("--tasks", type=int, default=100)
     add_record_args(parser)
     args = parser.parse_args()
-    records = split(args) if args.part == "split" else perm100(args)
+    if args.iters is None:
+        args.iters = 200 if args.part == "perm10" else 100
+    records = {"split": split, "perm10": perm10, "perm100": perm100}[args.part](args)
     args.results_md.write_text(render(merge(records, args.results)))
     for r in records:
         print(f"{r['benchmark']} | {r['method']} | {r['metric']}: {r['value']}", flush=True)

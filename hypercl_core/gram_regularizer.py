@@ -96,12 +96,11 @@ class _Term:
     def backward(self, saved: tuple, scale: torch.Tensor, weight: torch.Tensor, d_feats: torch.Tensor,
                  d_weight: torch.Tensor, d_bias: torch.Tensor) -> None:
         """Add this term's gradient, times `scale` (2 × the incoming gradient), into the buffers."""
-        h = weight.shape[1]
-        n, chunk_view = d_feats.shape[0], d_feats[:, self.chunks]
+        h, n = weight.shape[1], d_feats.shape[0]
         if not self.gram:
             rows, diff = saved
             diff.mul_(scale)
-            chunk_view += (diff @ weight[self.units]).view(n, -1, h)
+            d_feats[:, self.chunks] += (diff @ weight[self.units]).view(n, -1, h)
             d_weight[self.units] += diff.t() @ rows
             d_bias[self.units] += diff.sum(0)
             return
@@ -110,7 +109,7 @@ class _Term:
         d = (m @ cols).mul_(scale)
         d_weight[self.units] += d[:, :h]
         d_bias[self.units] += d[:, h]
-        chunk_view += (g @ products[:, h : 2 * h]).mul_(scale).view(n, -1, h)
+        d_feats[:, self.chunks] += (g @ products[:, h : 2 * h]).mul_(scale).view(n, -1, h)
 
     def held(self) -> list[torch.Tensor]:
         return [self.feats_star, self.w_star, self.b_star] if self.gram else [self.targets]

@@ -27,6 +27,8 @@ LAYOUTS = {
     "chunked, multi-head": (HEADS.num_weights, 4000, [10, 10], 4, HEAD_MASKS[:4]),
     "full hnet, multi-head": (HEADS.num_weights, None, [25], 4, HEAD_MASKS[:4]),
     "chunked, random masks": (5000, 300, [6], 6, "random"),
+    # units 0-99 of chunk 5 masked for one task: those units are common in chunks 0-4 and 6-16, not a range
+    "chunked, a hole in a middle chunk": (5000, 300, [6], 6, "hole"),
     "linear hnet, many tasks": (3000, 500, [], 40, None),
 }
 
@@ -39,6 +41,9 @@ def _setup(layout: str, drift: float, lookahead: bool):
     embs = torch.randn(n, 8, generator=gen)
     if masks == "random":
         masks = (torch.rand(n, outputs, generator=gen) > 0.3).float()
+    elif masks == "hole":
+        masks = torch.ones(n, outputs)
+        masks[2, 5 * chunk : 5 * chunk + 100] = 0
     with torch.no_grad():
         targets = hnet(embs)
     regs = OutputRegularizer(hnet, embs, 0.7, masks), GramOutputRegularizer(hnet, embs, 0.7, masks)

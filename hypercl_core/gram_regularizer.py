@@ -216,7 +216,8 @@ class _Entries:
         for (first, runs, length, ids, _), diff in zip(self.blocks, diffs):
             span = slice(first, first + runs * length)
             diff.mul_(scale)  # (runs, length)
-            d_weight[span] += (diff.unsqueeze(2) * flat[ids].unsqueeze(1)).view(runs * length, -1)
+            # the runs of a block tile the span, so their outer products add in place, with no temporary
+            d_weight[span].view(runs, length, -1).baddbmm_(diff.unsqueeze(2), flat[ids].unsqueeze(1))
             d_bias[span] += diff.view(-1)
             d_flat.index_add_(0, ids, torch.bmm(diff.unsqueeze(1), weight[span].view(runs, length, -1)).squeeze(1))
         if len(self.rows):

@@ -310,10 +310,7 @@ def _pin_placement(spec: SweepSpec, local: bool):
     from orchestrator.actors import auto_placement  # noqa: PLC0415
 
     placement = auto_placement(spec.gpus_per_subsystem, spec.cpus_per_subsystem)
-    if local and placement.gpus_per_subsystem and ray.cluster_resources().get("GPU", 0) < 1:
-        raise UserError(f"--gpus-per-subsystem {placement.gpus_per_subsystem:g} but this machine has no GPU; drop the "
-                        "flag or use --address")
-    if local:  # a remote cluster may still be scaling up
+    if local:  # (GPUs asked of a machine without one were refused before any folder: check_cluster_request)  # a remote cluster may still be scaling up
         placement.check_fits(len(subsystem_names(spec.config)), ray.cluster_resources())
     spec.gpus_per_subsystem = placement.gpus_per_subsystem
     return placement
@@ -369,7 +366,7 @@ def _local_gpus() -> int:
 
 def check_cluster_request(spec: SweepSpec, address: str | None) -> None:
     """On a cluster every trial writes from its own node: to MLflow, and its checkpoints through Tune.
-    Locally, GPUs asked for must be here (checked again against what Ray sees, once it runs)."""
+    Locally, GPUs asked for must be here."""
     if address is None:
         if spec.gpus_per_subsystem and not _local_gpus():
             raise UserError(f"--gpus-per-subsystem {spec.gpus_per_subsystem:g} but this machine has no GPU; drop the "

@@ -164,8 +164,8 @@ class Experiment:
         }
         (self.run_dir / RESULTS).write_text(json.dumps(results, indent=2))
         (self.run_dir / "matrix.csv").write_text(self.matrices[main].to_csv())
-        title = f"{self.cfg.benchmark.name} {self.cfg.benchmark.scenario} {main}"
-        plot_matrix(self.matrices[main], title, self.run_dir / "matrix.png")
+        title = f"{self.cfg.benchmark.name} {self.cfg.benchmark.scenario}, {self.cfg.method.name}"
+        plot_matrix(self.matrices[main], main, title, self.run_dir / "matrix.png")
         self._results = results
         return results
 

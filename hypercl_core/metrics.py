@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import re
 
 import numpy as np
 
+from hypercl_core.accounting import BENCHMARK_SHAPES
 from hypercl_core.config import ExperimentConfig
 from hypercl_core.errors import UserError
 
@@ -100,7 +102,7 @@ class ScoreMatrix:
         self.higher_is_better = higher_is_better
 
     @classmethod
-    def from_list(cls, rows: list[list[float | None]], higher_is_better: bool = True) -> "ScoreMatrix":
+    def from_list(cls, rows: list[list[float | None]], higher_is_better: bool = True) -> ScoreMatrix:
         m = cls(len(rows), higher_is_better)
         m.values[:] = np.array([[np.nan if v is None else v for v in row] for row in rows], dtype=float)
         return m
@@ -140,27 +142,91 @@ class ScoreMatrix:
         return buf.getvalue()
 
 
-def plot_matrix(matrix: ScoreMatrix, title: str, path) -> None:
-    """Heatmap PNG of the matrix (rows: after task i, columns: task j)."""
-    import matplotlib  # noqa: PLC0415 - plotting is optional at import time
+# What each matrix's colorbar says; accuracies are in %, the losses in their own units.
+SCORE_LABELS = {
+    "acc_task_given": "test accuracy, task given (%)",
+    "acc_task_inferred": "test accuracy, task inferred (%)",
+    "task_inference_acc": "task-inference accuracy (%)",
+    "mse": "test MSE",
+    "nll": "test NLL bound (negative ELBO per image)",
+    "sample_drift": "sample drift (mean squared pixel change)",
+}
+ANNOTATED_TASKS = 20  # beyond this many tasks the cells are too small for numbers (matrix.csv has them)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+def chance_accuracy(cfg: ExperimentConfig) -> float | None:
+    """Accuracy (%) of a uniform guess among the classes one answer picks from: a task's head
+    (CL1 given, CL2 shared) or all tasks' classes (CL3); None for a loss-scored run."""
+    if score_name(cfg) != "acc":
+        return None
+    per_task = BENCHMARK_SHAPES[cfg.benchmark.name][1]
+    classes = per_task * (cfg.benchmark.num_tasks if cfg.benchmark.scenario == "cl3" else 1)
+    return 100.0 / classes
+
+
+def color_limits(matrix: ScoreMatrix, score: str) -> tuple[float, float]:
+    """The heatmap's color range. Accuracies: always 0-100 %, so a 1.5-point dip at 99 % shows as
+    the small change it is and runs compare by color. Losses have no common upper bound (MSE,
+    nats, pixel change), so their scale starts at 0 (all three are >= 0) and ends at the
+    matrix's largest value: a color is then proportional to the loss, and doubling reads as
+    doubling, unlike a min-max stretch that turns any rise into the whole scale."""
+    if score in LOSSES:
+        top = float(np.nanmax(matrix.values, initial=0.0))
+        return 0.0, top if top > 0 else 1.0
+    return 0.0, 100.0
+
+
+def text_color(rgba: tuple[float, ...]) -> str:
+    """Black or white, whichever contrasts more with a cell of this color (WCAG relative
+    luminance; 0.179 is where the two contrast ratios are equal)."""
+    linear = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in rgba[:3]]
+    luminance = 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+    return "black" if luminance > 0.179 else "white"
+
+
+def matrix_figure(matrix: ScoreMatrix, score: str, title: str):
+    """The heatmap (rows: after learning task i, columns: evaluated task j, both 1-based as the
+    progress bar counts them) with final / during / forgetting in the title."""
+    from matplotlib.colors import Normalize
+    from matplotlib.figure import Figure
 
     values = matrix.values
     n = len(values)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.55 * n, 0.8 + 0.5 * n))
-    image = ax.imshow(np.ma.masked_invalid(values), cmap="viridis" if matrix.higher_is_better else "viridis_r")
-    for i in range(n):
-        for j in range(n):
-            if not np.isnan(values[i, j]):
-                ax.text(j, i, f"{values[i, j]:.3g}", ha="center", va="center", fontsize=7, color="w")
+    side = min(0.55 * n, 9.0)
+    fig = Figure(figsize=(2.2 + side, 1.3 + side))
+    ax = fig.add_subplot()
+    norm = Normalize(*color_limits(matrix, score))
+    cmap = "viridis" if matrix.higher_is_better else "viridis_r"
+    image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, norm=norm)
+    if n <= ANNOTATED_TASKS:
+        digits = _digits(score)
+        for i, j in zip(*np.nonzero(~np.isnan(values))):
+            ax.text(j, i, format(values[i, j], digits), ha="center", va="center", fontsize=8,
+                    color=text_color(image.cmap(norm(values[i, j]))))
+    ticks = range(0, n, max(1, n // ANNOTATED_TASKS))
+    ax.set_xticks(list(ticks), [str(t + 1) for t in ticks])
+    ax.set_yticks(list(ticks), [str(t + 1) for t in ticks])
     ax.set_xlabel("evaluated task")
     ax.set_ylabel("after learning task")
-    ax.set_xticks(range(n))
-    ax.set_yticks(range(n))
-    ax.set_title(title, fontsize=9)
-    fig.colorbar(image, ax=ax, fraction=0.046)
+    ax.set_title(f"{title}\n{summary_line(matrix, score)}" if matrix.tasks_done() else title, fontsize=9)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04).set_label(SCORE_LABELS.get(score, score), fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return fig
+
+
+def _digits(score: str) -> str:
+    """Accuracies to 0.1 point; losses (any magnitude) to three significant digits."""
+    return ".3g" if score in LOSSES else ".1f"
+
+
+def summary_line(matrix: ScoreMatrix, score: str) -> str:
+    """The figures the paper reports, as the heatmap's subtitle (forgetting > 0 is worse)."""
+    if score in LOSSES:
+        return f"final {matrix.final():.3g} · during {matrix.during():.3g} · forgetting {matrix.forgetting():.3g}"
+    return (f"final {matrix.final():.2f} % · during {matrix.during():.2f} % · "
+            f"forgetting {matrix.forgetting():.2f} points")
+
+
+def plot_matrix(matrix: ScoreMatrix, score: str, title: str, path: str | os.PathLike) -> None:
+    """Heatmap PNG of the matrix of `score` (a matrix name, see SCORE_LABELS)."""
+    matrix_figure(matrix, score, title).savefig(path, dpi=110)

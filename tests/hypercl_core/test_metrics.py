@@ -1,4 +1,5 @@
-"""Which way every metric ranks: one answer (hypercl_core.metrics) for best, sweeps and plots."""
+"""Which way every metric ranks: one answer (hypercl_core.metrics) for best, sweeps and plots; and the
+score-matrix heatmap every run draws (matrix.png)."""
 
 import re
 
@@ -6,7 +7,18 @@ import pytest
 
 from hypercl_core.errors import UserError
 from hypercl_core.experiment import Experiment
-from hypercl_core.metrics import ScoreMatrix, higher_is_better, lower_is_better, metric_mode, score_name
+from hypercl_core.metrics import (
+    ScoreMatrix,
+    chance_accuracy,
+    color_limits,
+    higher_is_better,
+    lower_is_better,
+    matrix_figure,
+    metric_mode,
+    plot_matrix,
+    score_name,
+    text_color,
+)
 from tests.conftest import tiny, tiny_vae, tiny_with_replay
 
 # Every config kind an experiment can run, by method, benchmark and scenario.
@@ -116,3 +128,67 @@ def test_an_unknown_metric_asks_for_the_mode_in_one_line():
     with pytest.raises(UserError, match="--mode") as info:
         metric_mode("final_acuracy")
     assert "\n" not in str(info.value)
+
+
+def _matrix(rows: list[list[float]], higher_is_better: bool = True) -> ScoreMatrix:
+    n = len(rows)
+    return ScoreMatrix.from_list([row + [None] * (n - len(row)) for row in rows], higher_is_better)
+
+
+def test_accuracy_heatmap_scale_is_0_to_100_whatever_the_data():
+    """A 1.5-point dip at 99 % must not fill the color scale (the old min-max stretch did)."""
+    high = _matrix([[99.9], [99.9, 98.4]])
+    low = _matrix([[60.0], [12.0, 55.0], [10.0, 30.0, 58.0]])
+    for matrix in (high, low):
+        image = matrix_figure(matrix, "acc_task_given", "t").axes[0].images[0]
+        assert image.get_clim() == (0.0, 100.0)
+
+
+def test_loss_heatmap_scale_starts_at_zero_so_colors_are_proportional():
+    matrix = _matrix([[0.004], [0.03, 0.005], [0.5, 0.02, 0.006]], higher_is_better=False)
+    assert color_limits(matrix, "mse") == (0.0, 0.5)
+    flat = _matrix([[120.0], [121.0, 119.0]], higher_is_better=False)  # NLL: no rise stretched to the whole scale
+    assert color_limits(flat, "nll") == (0.0, 121.0)
+
+
+def test_heatmap_ticks_are_1_based_and_the_colorbar_is_labelled():
+    fig = matrix_figure(_matrix([[99.0], [98.0, 97.0], [96.0, 95.0, 94.0]]), "acc_task_given", "t")
+    ax, bar = fig.axes
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "2", "3"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["1", "2", "3"]
+    assert bar.get_ylabel() == "test accuracy, task given (%)"
+
+
+def test_heatmap_title_carries_final_during_and_forgetting():
+    matrix = _matrix([[90.0], [70.0, 80.0]])  # final 75, during 85, forgetting 20
+    title = matrix_figure(matrix, "acc_task_given", "split_mnist cl1, hnet").axes[0].get_title()
+    assert title == "split_mnist cl1, hnet\nfinal 75.00 % · during 85.00 % · forgetting 20.00 points"
+
+
+def test_annotations_are_dark_on_light_cells_and_light_on_dark_cells():
+    """viridis: 99 % is yellow (black text), 5 % is dark purple (white text)."""
+    fig = matrix_figure(_matrix([[99.0], [5.0, 99.0]]), "acc_task_given", "t")
+    colors = {t.get_text(): t.get_color() for t in fig.axes[0].texts}
+    assert colors == {"99.0": "black", "5.0": "white"}
+    # for a loss the colormap is reversed: the largest loss is the dark cell
+    fig = matrix_figure(_matrix([[0.01], [0.5, 0.01]], higher_is_better=False), "mse", "t")
+    assert {t.get_text(): t.get_color() for t in fig.axes[0].texts} == {"0.01": "black", "0.5": "white"}
+
+
+@pytest.mark.parametrize("rgba, expected", [((1, 1, 0, 1), "black"), ((0.27, 0.0, 0.33, 1), "white"),
+                                            ((1, 1, 1, 1), "black"), ((0, 0, 0, 1), "white")])
+def test_text_color_is_the_one_with_more_contrast(rgba, expected):
+    assert text_color(rgba) == expected
+
+
+def test_plot_matrix_writes_a_png(tmp_path):
+    plot_matrix(_matrix([[99.0], [98.0, 97.0]]), "acc_task_given", "t", tmp_path / "m.png")
+    assert (tmp_path / "m.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("preset, expected", [("split_mnist_cl1", 50.0), ("split_mnist_cl2", 50.0),
+                                              ("split_mnist_cl3", 10.0), ("permuted_mnist10_cl1", 10.0),
+                                              ("permuted_mnist10_cl3", 1.0), ("regression1d", None)])
+def test_chance_accuracy_comes_from_the_config(preset, expected):
+    """1 / classes one answer picks from: a head's (CL1, CL2) or all tasks' (CL3)."""
+    assert chance_accuracy(tiny(preset, **({"hnet.chunk_dim": None} if preset == "regression1d" else {}))) == expected

@@ -7,7 +7,7 @@ Runs `hypercl robustness` (as a user would) and times the whole command.
 Throughput is finished architectures per hour of that wall time; the
 overhead share is the part of the trial slots' time (concurrency x wall)
 not spent training or evaluating inside a trial: Ray and actor start-up,
-MLflow, checkpoints, the CSV and plot. The study's CSVs and plot are copied
+MLflow, checkpoints, the CSV and plot. The study's CSVs, plot and study.yaml are copied
 to docs/robustness/<preset>/ and the figures go to benchmarks/results.json.
 """
 
@@ -18,6 +18,7 @@ import csv
 import datetime as dt
 import shlex
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -65,7 +66,7 @@ def main() -> None:
     overhead = 1 - in_trials / (args.concurrency * wall)
     docs = ROOT / "docs" / "robustness" / args.preset
     docs.mkdir(parents=True, exist_ok=True)
-    for file in ("study.csv", "study_bins.csv", "study.png"):
+    for file in ("study.csv", "study_bins.csv", "study.png", "study.yaml"):
         shutil.copy(folder / file, docs / file)
 
     command = shlex.join(["python", "benchmarks/robustness.py", "--preset", args.preset, "--n-archs",
@@ -81,12 +82,12 @@ def main() -> None:
                [0], wall, command),
         record("Robustness " + args.preset, scenario, "hypercl robustness", "overhead_share", overhead, [0], wall,
                command, in_trial_s=round(in_trials, 1)),
-        record("Robustness " + args.preset, scenario, "HNET, lowest ratio bin", "final_acc_mean",
-               float(lowest["final_acc_mean"]), [0], wall, command,
+        record("Robustness " + args.preset, scenario, "HNET, lowest ratio bin", "final_acc_median",
+               float(lowest["final_acc_median"]), [0], wall, command,
                bin=f"{float(lowest['ratio_lo']):.3g}-{float(lowest['ratio_hi']):.3g}", n=int(lowest["n"]),
-               std=round(float(lowest["final_acc_std"]), 3)),
-        record("Robustness " + args.preset, scenario, "HNET, all archs", "final_acc_mean",
-               sum(float(r["final_acc"]) for r in done) / len(done), [0], wall, command,
+               iqr=[round(float(lowest["final_acc_q1"]), 3), round(float(lowest["final_acc_q3"]), 3)]),
+        record("Robustness " + args.preset, scenario, "HNET, all archs", "final_acc_median",
+               statistics.median(float(r["final_acc"]) for r in done), [0], wall, command,
                ratio_min=round(min(ratios), 4), ratio_max=round(max(ratios), 4),
                failed=len(rows) - len(done)),
     ])

@@ -17,24 +17,41 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import yaml
+
 from hypercl_core.accounting import count_params
-from hypercl_core.config import config_from_flat, load_config
+from hypercl_core.config import (
+    ExperimentConfig,
+    build_config,
+    config_from_flat,
+    load_config,
+)
 from hypercl_core.errors import UserError
-from hypercl_core.metrics import score_name
+from hypercl_core.metrics import chance_accuracy, score_name
 from orchestrator.sweep import LAYOUT, SweepSpec
 from orchestrator.tracking import ERROR_TAG, KIND, decode_params
-from search_spaces.architectures import (ARCH_KEYS, BinScale, all_architectures, bin_edges, bin_index,
-                                         check_study_request, stratified_sample)
+from search_spaces.architectures import (
+    ARCH_KEYS,
+    BinScale,
+    all_architectures,
+    bin_edges,
+    bin_index,
+    check_study_request,
+    stratified_sample,
+)
 
 STUDY_CSV = "study.csv"
 BINS_CSV = "study_bins.csv"
 STUDY_PNG = "study.png"
+STUDY_YAML = "study.yaml"  # the request and the shared config: the folder redraws without MLflow
+PRESET_TAG = "hypercl.preset"  # on the study's parent run (orchestrator.sweep)
 
 
 def plan_robustness(preset: str, overrides: list[str], n_archs: int, ratio_range: tuple[float, float],
                     bins: int, bin_scale: BinScale = "log", seed: int = 0, **options: Any) -> SweepSpec:
     """Sample the architectures (exact ratios, stratified) before any folder or run exists."""
-    from orchestrator.trial import metric_for  # noqa: PLC0415
+    from orchestrator.trial import metric_for
 
     check_study_request(n_archs, ratio_range, bins)
     fixed = [o.partition("=")[0].strip() for o in overrides if o.partition("=")[0].strip() in ARCH_KEYS]
@@ -56,36 +73,53 @@ def plan_robustness(preset: str, overrides: list[str], n_archs: int, ratio_range
 
 @dataclass(frozen=True)
 class Study:
-    """A study as MLflow holds it: the request and one row per architecture that started."""
+    """A study as MLflow holds it: the request, the config every architecture shares (its hnet
+    varies) and one row per architecture that started."""
 
     name: str
-    edges: list[float]
-    scale: BinScale
-    score: str  # acc | mse
+    preset: str
+    config: ExperimentConfig
+    request: dict[str, Any]  # ratio_lo, ratio_hi, bins, bin_scale, seed, n_archs (plan_robustness)
     rows: list[dict[str, Any]]
+
+    @property
+    def edges(self) -> list[float]:
+        r = self.request
+        return bin_edges(float(r["ratio_lo"]), float(r["ratio_hi"]), int(r["bins"]), r["bin_scale"])
+
+    @property
+    def scale(self) -> BinScale:
+        return self.request["bin_scale"]
+
+    @property
+    def score(self) -> str:  # acc | mse
+        return score_name(self.config)
 
     @property
     def failed(self) -> list[dict[str, Any]]:
         return [r for r in self.rows if r["status"] == "FAILED"]
 
+    @property
+    def finished(self) -> list[dict[str, Any]]:
+        return [r for r in self.rows if r[f"final_{self.score}"] is not None]
+
 
 def read_study(tracking_uri: str, name: str) -> Study:
-    from orchestrator.best import open_sweep_experiment  # noqa: PLC0415
+    from orchestrator.best import open_sweep_experiment
 
     client, experiment = open_sweep_experiment(tracking_uri, name)
     parents = client.search_runs([experiment.experiment_id], filter_string=f"tags.`{KIND}` = 'robustness'",
                                  max_results=1)
     if not parents:
         raise UserError(f"sweep {name!r} is not a robustness study; plot a study started with `hypercl robustness`")
-    request = decode_params(parents[0].data.params)
-    base = config_from_flat({k: v for k, v in request.items() if not k.startswith("study.")})
+    params = decode_params(parents[0].data.params)
+    base = config_from_flat({k: v for k, v in params.items() if not k.startswith("study.")})
+    request = {k.removeprefix("study."): v for k, v in params.items() if k.startswith("study.")}
     score = score_name(base)
     trials = client.search_runs([experiment.experiment_id], filter_string=f"tags.`{KIND}` = 'trial'",
                                 max_results=50_000)
     rows = sorted((_row(run, score) for run in trials), key=lambda r: (r["ratio"], r["run_id"]))
-    edges = bin_edges(float(request["study.ratio_lo"]), float(request["study.ratio_hi"]),
-                      int(request["study.bins"]), request["study.bin_scale"])
-    return Study(name, edges, request["study.bin_scale"], score, rows)
+    return Study(name, parents[0].data.tags.get(PRESET_TAG, name), base, request, rows)
 
 
 def _row(run, score: str) -> dict[str, Any]:
@@ -109,20 +143,59 @@ def _row(run, score: str) -> dict[str, Any]:
     }
 
 
+_TEXT_COLUMNS = ("run_id", "status", "hidden", "error")
+_INT_COLUMNS = ("hidden_layers", "cemb_dim", "output_size", "seed")
+
+
+def load_study(folder: Path) -> Study:
+    """A study from the files `write_study` left (study.yaml + study.csv), without MLflow: what
+    redraws a study whose tracking store is gone, such as the ones under docs/robustness/."""
+    folder = Path(folder)
+    meta_file, rows_file = folder / STUDY_YAML, folder / STUDY_CSV
+    for needed in (meta_file, rows_file):
+        if not needed.is_file():
+            raise UserError(f"{needed} is missing; redraw a folder that `hypercl robustness` wrote, or redraw "
+                            "from MLflow with `hypercl robustness --plot-only --name NAME`")
+    meta = yaml.safe_load(meta_file.read_text())
+    rows = [{key: _parsed(key, text) for key, text in row.items()}
+            for row in csv.DictReader(io.StringIO(rows_file.read_text()))]
+    return Study(meta["name"], meta["preset"], build_config(meta["config"], str(meta_file)), meta["request"], rows)
+
+
+def _parsed(key: str, text: str) -> Any:
+    """A study.csv cell back as `_row` made it: text columns stay text, empty is None."""
+    if key in _TEXT_COLUMNS:
+        return text
+    if text == "":
+        return None
+    return int(text) if key in _INT_COLUMNS else float(text)
+
+
+def _quartiles(values: list[float]) -> tuple[float | None, float | None, float | None]:
+    """First quartile, median, third quartile (linear interpolation); None for an empty bin."""
+    if not values:
+        return None, None, None
+    q1, median, q3 = np.percentile(values, [25, 50, 75])
+    return float(q1), float(median), float(q3)
+
+
 def bin_stats(study: Study) -> list[dict[str, Any]]:
-    """Mean ± std (population std over architectures) per ratio bin, finished architectures only."""
+    """Median and interquartile range per ratio bin over the finished architectures: the
+    statistic the plot draws and the README quotes. A bin holds a few architectures that never
+    learned within the budget next to many that did; a mean ± std smears those few over the
+    whole bin (and past 100 %), the median and quartiles show both. An empty bin keeps its
+    row, with n = 0 and no statistics."""
     out = []
-    for i in range(len(study.edges) - 1):
-        lo, hi = study.edges[i], study.edges[i + 1]
-        members = [r for r in study.rows if bin_index(r["ratio"], study.edges) == i and r[f"final_{study.score}"] is not None]
+    edges = study.edges
+    for i in range(len(edges) - 1):
+        lo, hi = edges[i], edges[i + 1]
+        members = [r for r in study.finished if bin_index(r["ratio"], edges) == i]
         row: dict[str, Any] = {"bin": i, "ratio_lo": lo, "ratio_hi": hi,
                                "center": math.sqrt(lo * hi) if study.scale == "log" else (lo + hi) / 2,
                                "n": len(members)}
         for key in (f"final_{study.score}", f"during_{study.score}"):
-            values = [r[key] for r in members]
-            mean = sum(values) / len(values) if values else None
-            std = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values)) if values else None
-            row.update({f"{key}_mean": mean, f"{key}_std": std})
+            q1, median, q3 = _quartiles([r[key] for r in members])
+            row.update({f"{key}_median": median, f"{key}_q1": q1, f"{key}_q3": q3})
         out.append(row)
     return out
 
@@ -142,53 +215,86 @@ def _cell(value: Any) -> Any:
     return f"{value:.6g}" if isinstance(value, float) else value
 
 
-def plot_study(study: Study, path: Path) -> None:
-    """Accuracy vs compression ratio like the paper's Fig. A7: every architecture as a dot,
-    mean ± std per bin for final and during, n per bin above."""
-    import matplotlib  # noqa: PLC0415
+def study_title(study: Study) -> str:
+    """Preset, size and budget: what a reader needs to judge the curve (not the timestamped name)."""
+    failed = len(study.failed)
+    return (f"{study.preset}: {len(study.finished)} architectures, {study.config.train.iters_per_task} "
+            "iterations per task" + (f", {failed} failed" if failed else ""))
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+def study_figure(study: Study):
+    """Score vs compression ratio like the paper's Fig. A7: every finished architecture as a
+    faint dot; per bin the median and interquartile range of final and during; n per bin in a
+    row above the axes, where nothing else is drawn; empty bins hatched; chance level (for an
+    accuracy) and ratio 1; the legend outside the axes, over no data."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import LogLocator
 
     key = study.score
-    stats = [b for b in bin_stats(study) if b["n"]]
-    done = [r for r in study.rows if r[f"final_{key}"] is not None]
-    fig, ax = plt.subplots(figsize=(7.5, 4.5))
-    ax.scatter([r["ratio"] for r in done], [r[f"final_{key}"] for r in done], s=9, alpha=0.35, color="tab:blue",
-               label="final, each architecture")
-    for which, color, shift in (("final", "tab:blue", 1.0), ("during", "tab:orange", 1.04)):
-        ax.errorbar([b["center"] * shift for b in stats], [b[f"{which}_{key}_mean"] for b in stats],
-                    yerr=[b[f"{which}_{key}_std"] for b in stats], fmt="o-", color=color, capsize=3,
-                    label=f"{which}: mean ± std per bin")
+    stats = bin_stats(study)
+    filled = [b for b in stats if b["n"]]
+    fig = Figure(figsize=(9.0, 4.6), layout="constrained")
+    ax = fig.add_subplot()
     for b in stats:
-        ax.annotate(f"n={b['n']}", (b["center"], b[f"final_{key}_mean"]), textcoords="offset points",
-                    xytext=(0, 10), ha="center", fontsize=7)
-    for edge in study.edges:
-        ax.axvline(edge, color="0.9", lw=0.8, zorder=0)
+        ax.axvline(b["ratio_lo"], color="0.9", lw=0.8, zorder=0)
+        if not b["n"]:
+            ax.axvspan(b["ratio_lo"], b["ratio_hi"], facecolor="0.97", edgecolor="0.8", hatch="//", lw=0, zorder=0)
+        ax.text(b["center"], 1.01, f"n={b['n']}" if b["n"] else "empty", transform=ax.get_xaxis_transform(),
+                ha="center", va="bottom", fontsize=7, color="0.3" if b["n"] else "0.55")
+    done = study.finished
+    ax.scatter([r["ratio"] for r in done], [r[f"final_{key}"] for r in done], s=12, alpha=0.3, lw=0,
+               color="tab:blue", label="final, each architecture")
+    shift = 1.03 if study.scale == "log" else 1.0  # final just left of the bin's center, during just right
+    for which, color, factor in (("final", "tab:blue", 1 / shift), ("during", "tab:orange", shift)):
+        medians = [b[f"{which}_{key}_median"] for b in filled]
+        spread = [[m - b[f"{which}_{key}_q1"] for m, b in zip(medians, filled)],
+                  [b[f"{which}_{key}_q3"] - m for m, b in zip(medians, filled)]]
+        ax.errorbar([b["center"] * factor for b in filled], medians, yerr=spread, fmt="o-", ms=4, lw=1.2,
+                    color=color, capsize=3, label=f"{which}: median and interquartile range per bin")
+    chance = chance_accuracy(study.config)
+    if chance is not None:
+        ax.axhline(chance, color="0.3", ls=":", lw=1,
+                   label=f"chance: {chance:.3g} % (1 of {round(100 / chance)} classes)")
+    if study.edges[0] < 1.0 < study.edges[-1]:
+        ax.axvline(1.0, color="0.5", ls="--", lw=0.8, label="ratio 1: as many weights as the target")
+    lo, hi = study.edges[0], study.edges[-1]
     if study.scale == "log":
         ax.set_xscale("log")
-    ax.axvline(1.0, color="0.5", ls="--", lw=0.8)
+        ax.xaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))
+        ax.xaxis.set_major_formatter("{x:g}")
+        ax.set_xlim(lo / 1.05, hi * 1.05)
+    else:
+        ax.set_xlim(lo - 0.02 * (hi - lo), hi + 0.02 * (hi - lo))
+    if key == "acc":  # from just below chance or the worst architecture, whichever is lower, to 100 %
+        floor = min([chance or 0.0, *(r[f"final_{key}"] for r in done), *(r[f"during_{key}"] for r in done)])
+        ax.set_ylim(max(0.0, floor - 5.0), 101)
+    else:
+        ax.set_ylim(bottom=0)
     ax.set_xlabel("compression ratio  |θ_h ∪ {e}| / |θ_trgt|")
     ax.set_ylabel("task-averaged test accuracy (%)" if key == "acc" else "task-averaged test MSE")
-    failed = len(study.failed)
-    ax.set_title(f"{study.name}: {len(done)} architectures" + (f", {failed} failed" if failed else ""), fontsize=9)
-    ax.legend(fontsize=7, loc="lower right" if key == "acc" else "upper right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    ax.set_title(study_title(study), fontsize=9, pad=18)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    return fig
+
+
+def plot_study(study: Study, path: Path) -> None:
+    study_figure(study).savefig(path, dpi=120)
 
 
 def write_study(study: Study, folder: Path) -> list[Path]:
+    """study.csv, study_bins.csv, study.png and study.yaml (what `load_study` redraws them from)."""
     folder.mkdir(parents=True, exist_ok=True)
+    meta = {"name": study.name, "preset": study.preset, "request": study.request, "config": study.config.model_dump()}
+    (folder / STUDY_YAML).write_text(yaml.safe_dump(meta, sort_keys=False))
     (folder / STUDY_CSV).write_text(to_csv(study.rows))
     (folder / BINS_CSV).write_text(to_csv(bin_stats(study)))
     plot_study(study, folder / STUDY_PNG)
-    return [folder / STUDY_CSV, folder / BINS_CSV, folder / STUDY_PNG]
+    return [folder / STUDY_CSV, folder / BINS_CSV, folder / STUDY_PNG, folder / STUDY_YAML]
 
 
 def log_study(tracking_uri: str, parent_run_id: str, files: list[Path]) -> None:
     """The CSVs and the plot also go on the study's parent run, so the MLflow UI shows them."""
-    from mlflow.tracking import MlflowClient  # noqa: PLC0415
+    from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri)
     for path in files:
@@ -196,14 +302,43 @@ def log_study(tracking_uri: str, parent_run_id: str, files: list[Path]) -> None:
 
 
 def summary_lines(study: Study) -> list[str]:
+    """The per-bin table printed after a study: the median [q1, q3] of study_bins.csv and the plot."""
     key = study.score
-    lines = [f"{'ratio bin':>17}  {'n':>3}  {f'final_{key}':>17}  {f'during_{key}':>17}"]
+    lines = [f"{'ratio bin':>17}  {'n':>3}  {f'final_{key} median [IQR]':>27}  {f'during_{key} median [IQR]':>27}"]
     for b in bin_stats(study):
-        if b["n"]:
-            lines.append(f"{b['ratio_lo']:7.3g}-{b['ratio_hi']:<8.3g}  {b['n']:3d}  "
-                         f"{b[f'final_{key}_mean']:8.3f} ± {b[f'final_{key}_std']:6.3f}  "
-                         f"{b[f'during_{key}_mean']:8.3f} ± {b[f'during_{key}_std']:6.3f}")
+        bounds = f"{b['ratio_lo']:7.3g}-{b['ratio_hi']:<8.3g}  {b['n']:3d}"
+        if not b["n"]:
+            lines.append(f"{bounds}  empty: no finished architecture in this bin")
+            continue
+        cells = [f"{b[f'{w}_{key}_median']:8.3f} [{b[f'{w}_{key}_q1']:7.3f}, {b[f'{w}_{key}_q3']:7.3f}]"
+                 for w in ("final", "during")]
+        lines.append(f"{bounds}  {cells[0]:>27}  {cells[1]:>27}")
     for r in study.failed:
         lines.append(f"FAILED hidden={r['hidden']} cemb={r['cemb_dim']} output={r['output_size']} "
                      f"ratio={r['ratio']:.4g}: {r['error'] or 'no error recorded'}")
     return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m orchestrator.robustness FOLDER...`: redraw study folders from their files alone
+    (`hypercl robustness --plot-only` redraws from MLflow)."""
+    import sys
+
+    folders = sys.argv[1:] if argv is None else argv
+    if not folders:
+        print("usage: python -m orchestrator.robustness STUDY_FOLDER...", file=sys.stderr)
+        return 2
+    try:
+        for folder in folders:
+            study = load_study(Path(folder))
+            files = write_study(study, Path(folder))
+            print("\n".join(summary_lines(study)))
+            print(f"wrote {', '.join(str(f) for f in files)}")
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

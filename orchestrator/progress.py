@@ -9,16 +9,17 @@ on the console, and the sweep closes such runs when it ends.
 
 from __future__ import annotations
 
-import sys
+import logging
 import time
 from pathlib import Path
 
 from mlflow.entities import RunTag
 from ray import tune
 
+from orchestrator.console import NOTE, log
 from orchestrator.failpoints import failpoint
 from orchestrator.searcher import TRIAL_KEY
-from orchestrator.tracking import ERROR_TAG, TRIAL_ID
+from orchestrator.tracking import END_REASON, ERROR_TAG, STOPPED_BY_SCHEDULER, TRIAL_ID
 
 
 class SweepProgress(tune.Callback):
@@ -39,9 +40,10 @@ class SweepProgress(tune.Callback):
     def _name(trial) -> str:
         return trial.config.get(TRIAL_KEY, trial.trial_id)
 
-    def _print(self, text: str) -> None:
+    def _print(self, text: str, level: int = NOTE) -> None:
+        """A progress line (hidden by -q); a failure is a WARNING, which -q still shows."""
         elapsed = time.time() - self.start
-        print(f"[{elapsed:7.0f}s] {text}", file=sys.stderr, flush=True)
+        log.log(level, f"[{elapsed:7.0f}s] {text}")
 
     def on_trial_start(self, iteration, trials, trial, **info):
         self._print(f"{self._name(trial)} started ({self.done}/{self.total} trials done)")
@@ -58,7 +60,7 @@ class SweepProgress(tune.Callback):
     def on_trial_complete(self, iteration, trials, trial, **info):
         failpoint("trial_complete")
         self.done += 1
-        self._mark(self._name(trial), "KILLED", "stopped early by the scheduler")
+        self._mark(self._name(trial), "KILLED", STOPPED_BY_SCHEDULER)
         last = trial.last_result or {}
         value = last.get(self.metric)
         shown = f"{self.metric} {value:.4f}" if isinstance(value, float) else "no result"
@@ -71,7 +73,8 @@ class SweepProgress(tune.Callback):
         self.done += 1
         error = _error_line(trial)
         self._mark(self._name(trial), "FAILED", f"error: {trial.error_file or 'see Tune logs'}", {ERROR_TAG: error})
-        self._print(f"{self._name(trial)} FAILED ({self.done}/{self.total}): {error}; see {trial.error_file}")
+        self._print(f"{self._name(trial)} FAILED ({self.done}/{self.total}): {error}; see {trial.error_file}",
+                    logging.WARNING)
 
     def _mark(self, key: str, status: str, reason: str, tags: dict[str, str] | None = None) -> None:
         """Only runs still RUNNING need a verdict; a trial that finished set its own."""
@@ -84,11 +87,11 @@ class SweepProgress(tune.Callback):
                                       max_results=1)
             if runs and runs[0].info.status == "RUNNING":
                 client.log_batch(runs[0].info.run_id, tags=[RunTag(k, v) for k, v in
-                                                            {"hypercl.end_reason": reason, **(tags or {})}.items()])
+                                                            {END_REASON: reason, **(tags or {})}.items()])
                 client.set_terminated(runs[0].info.run_id, status)
         except (MlflowException, OSError) as exc:
             self._print(f"{key}: could not mark its MLflow run {status} ({type(exc).__name__}); the sweep "
-                        "closes it when it ends")
+                        "closes it when it ends", logging.WARNING)
 
 
 def _error_line(trial) -> str:

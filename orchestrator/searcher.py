@@ -28,8 +28,15 @@ When ASHA stops a trial after task k, Tune hands the searcher that trial's
 last report: a final score over k tasks, which after one or two tasks is often
 better than a full run's. Told to Optuna as COMPLETE, TPE would learn most
 from the configs ASHA judged worst, so such trials are told as PRUNED (TPE
-ranks them below every complete trial, by how far they got); a rejected
-architecture stays COMPLETE at the worst value, so TPE learns to avoid it.
+ranks them below every complete trial, by how far they got).
+
+An architecture that no chunk size brings under the compression bound is never
+trained. The study is told so through Optuna's constraints (Trial.set_constraint,
+which replaced TPESampler's deprecated constraints_func in Optuna 5): every trial
+carries `compression_excess`, its smallest reachable ratio minus the bound, and a
+rejected one ends PRUNED with no value, so TPE ranks it below every feasible trial
+by how far it missed, and no made-up score enters the objective's statistics.
+Each study trial also carries its MLflow run id as a user attribute.
 """
 
 from __future__ import annotations
@@ -39,6 +46,8 @@ from typing import Any
 from ray.tune.search import Searcher
 
 TRIAL_KEY = "hypercl_trial"
+COMPRESSION_EXCESS = "compression_excess"  # reported by a sweep's trials, the study's constraint
+MLFLOW_RUN = "mlflow_run_id"  # reported by every trial, a study trial's user attribute
 
 
 def study_key(number: int) -> str:
@@ -212,11 +221,25 @@ class StudySearch(DurableSearch):
     def _frozen(self, key: str):
         return self.storage.get_trial(self._trial_id(key))
 
+    def _annotate(self, key: str, result: dict):
+        """The trial's constraint and MLflow run id, each set once; the trial as stored afterwards."""
+        import optuna  # noqa: PLC0415
+
+        trial = self._frozen(key)
+        if trial.state != optuna.trial.TrialState.RUNNING:
+            return trial
+        if MLFLOW_RUN in result and MLFLOW_RUN not in trial.user_attrs:
+            self.storage.set_trial_user_attr(self._trial_id(key), MLFLOW_RUN, str(result[MLFLOW_RUN]))
+        if COMPRESSION_EXCESS in result and COMPRESSION_EXCESS not in trial.constraints:
+            optuna.trial.Trial(self.study, trial._trial_id).set_constraint(COMPRESSION_EXCESS,
+                                                                           float(result[COMPRESSION_EXCESS]))
+        return self._frozen(key)
+
     def _result(self, key: str, result: dict) -> None:
         import optuna  # noqa: PLC0415
 
         value, task = result.get(self.metric), result.get("task")
-        trial = self._frozen(key)
+        trial = self._annotate(key, result)
         if result.get("infeasible") or value is None or not task or trial.state != optuna.trial.TrialState.RUNNING:
             return
         # By task, not Tune's iteration: a trial resumed at task 3 reports task 3 first.
@@ -225,14 +248,16 @@ class StudySearch(DurableSearch):
     def _complete(self, key: str, result: dict | None, error: bool) -> None:
         import optuna  # noqa: PLC0415
 
-        trial = self._frozen(key)
+        trial = self._annotate(key, result or {})
         if trial.state != optuna.trial.TrialState.RUNNING:
             return  # told before the driver died, and its trial ran again to report it
         value = (result or {}).get(self.metric)
-        stopped_early = (result is not None and not result.get("infeasible")
-                         and result.get("task", self.num_tasks) < self.num_tasks)
+        infeasible = bool((result or {}).get("infeasible"))
+        stopped_early = result is not None and not infeasible and result.get("task", self.num_tasks) < self.num_tasks
         if error:
             self.study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+        elif infeasible:  # its violated constraint says all; the worst value Tune needed is no score
+            self.study.tell(trial.number, state=optuna.trial.TrialState.PRUNED)
         elif value is None or stopped_early:
             if value is not None:  # the report ASHA stopped it on never reached on_trial_result
                 self.storage.set_trial_intermediate_value(self._trial_id(key), int(result["task"]), float(value))

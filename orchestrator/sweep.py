@@ -20,7 +20,6 @@ import datetime as dt
 import logging
 import math
 import os
-import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,8 +30,11 @@ from hypercl_core.config import ExperimentConfig, build_config, load_config
 from hypercl_core.data.tasks import require_data
 from hypercl_core.errors import UserError
 from hypercl_core.methods import subsystem_names
+from hypercl_core.provenance import provenance
 from orchestrator.actors import DEFAULT_SUBSYSTEM_CPUS
-from orchestrator.tracking import TRIAL_ID, SweepTracker, check_tracking_uri, embedded_uri, log_metrics
+from orchestrator.console import note
+from orchestrator.outcomes import Outcomes, read_outcomes
+from orchestrator.tracking import END_REASON, TRIAL_ID, SweepTracker, check_tracking_uri, embedded_uri, log_metrics
 
 SPEC = "sweep.yaml"
 TUNE_DIR = "tune"
@@ -64,6 +66,7 @@ class SweepSpec:
     data_root: str | None = None
     storage: str | None = None  # trial checkpoints and Tune logs where every node sees them; None: the sweep folder
     study_storage: str | None = None  # the Optuna study's database URL; None: optuna.db in the sweep folder
+    system_metrics: bool = False  # MLflow's system metrics (CPU, memory, GPU) on every trial run
     experiment_id: str | None = None
     parent_run_id: str | None = None
     created: str = field(default_factory=lambda: dt.datetime.now().isoformat(timespec="seconds"))
@@ -144,12 +147,13 @@ def plan_sweep(space_ref: str, preset: str, overrides: list[str], **options: Any
                      space_name=space_ref, space=space.model_dump(), preset=preset, layout=LAYOUT, **options)
 
 
-def plan_rerun(config_ref: str, seeds: int, **options: Any) -> SweepSpec:
+def plan_rerun(config_ref: str, seeds: int, overrides: list[str] | None = None, **options: Any) -> SweepSpec:
+    """Seeds 0..seeds-1 of one config; `overrides` (--set) apply on top of it, e.g. an exported winner."""
     from orchestrator.trial import metric_for  # noqa: PLC0415
 
     if seeds < 1:
         raise UserError(f"--seeds must be at least 1, got {seeds}")
-    base = load_config(config_ref)
+    base = load_config(config_ref, overrides)
     metric, mode = metric_for(base)
     name = options.pop("name", None) or f"rerun-{Path(config_ref).stem}-{dt.datetime.now():%Y%m%d-%H%M%S}"
     return SweepSpec(kind="rerun", name=name, base_config=base.model_dump(), metric=metric, mode=mode,
@@ -174,10 +178,11 @@ def start(spec: SweepSpec, folder: Path, address: str | None) -> SweepOutcome:
         raise UserError(f"MLflow at {spec.tracking_uri} has a different experiment named {spec.name!r}; "
                         "pass the tracking URI the sweep was started with")
     spec.experiment_id = tracker.experiment_id
+    origin = provenance()
     spec.parent_run_id = tracker.parent_run(
         spec.kind, spec.parent_run_id, params=_parent_params(spec),
         tags={"hypercl.sweep": spec.name, "hypercl.space": str(spec.space_name), "hypercl.preset": str(spec.preset),
-              "hypercl.metric": spec.metric, "hypercl.mode": spec.mode},
+              "hypercl.metric": spec.metric, "hypercl.mode": spec.mode}, origin=origin,
     )
     spec.save(folder)
     failpoint("sweep_start")
@@ -191,7 +196,7 @@ def start(spec: SweepSpec, folder: Path, address: str | None) -> SweepOutcome:
             _announce_ray(address)
             placement = _pin_placement(spec, local=address is None)
             spec.save(folder)  # the placement is part of the sweep: a resume must ask for the same
-            results = _tuner(spec, folder, placement, searcher).fit()
+            results = _tuner(spec, folder, placement, searcher, origin).fit()
             errors = results.num_errors
             # every trial handed out and ended: nothing was interrupted, even if a variant failed so early
             # that its MLflow run was never made
@@ -199,10 +204,10 @@ def start(spec: SweepSpec, folder: Path, address: str | None) -> SweepOutcome:
         failpoint("before_close")
         ended = ran_out or _all_ended(spec, searcher, tracker)
     finally:
-        _close_parent(spec, tracker, ended)
+        outcomes = _close_parent(spec, tracker, ended)
         lock.close()
-    finished = sum(r.info.status == "FINISHED" for r in tracker.trial_runs())
-    return SweepOutcome(interrupted=not ended, finished_trials=finished, errors=errors, logs=logs)
+    return SweepOutcome(interrupted=not ended, finished_trials=outcomes.finished, errors=errors, logs=logs,
+                        outcomes=outcomes)
 
 
 def _lock(folder: Path, name: str):
@@ -233,7 +238,7 @@ def _announce_stores(spec: SweepSpec, folder: Path) -> None:
     if spec.kind == "sweep":
         lines.append(f"study: {_masked(spec.study_url(folder))} (study {spec.name!r})")
     lines.append(f"checkpoints: {_tune_root(spec, folder)}/{TRIALS_DIR}")
-    print("\n".join(lines), file=sys.stderr, flush=True)
+    note("\n".join(lines))
 
 
 def _announce_ray(address: str | None) -> None:
@@ -241,8 +246,7 @@ def _announce_ray(address: str | None) -> None:
 
     resources = ray.cluster_resources()
     where = f"cluster at {address}" if address else "local (started by this command)"
-    print(f"ray: {where}, {int(resources.get('CPU', 0))} CPUs, {int(resources.get('GPU', 0))} GPUs",
-          file=sys.stderr, flush=True)
+    note(f"ray: {where}, {int(resources.get('CPU', 0))} CPUs, {int(resources.get('GPU', 0))} GPUs")
 
 
 def _masked(url: str) -> str:
@@ -278,6 +282,7 @@ class SweepOutcome:
     finished_trials: int
     errors: int
     logs: str  # where Tune's logs and error files are
+    outcomes: Outcomes | None = None  # how each trial ended (orchestrator.outcomes)
 
 
 def _connect_ray(address: str | None) -> None:
@@ -316,7 +321,7 @@ def _pin_placement(spec: SweepSpec, local: bool):
     return placement
 
 
-def _tuner(spec: SweepSpec, folder: Path, placement, searcher):
+def _tuner(spec: SweepSpec, folder: Path, placement, searcher, origin: dict[str, Any]):
     """A fresh Tune experiment for this driver session; the searcher knows what is left to run."""
     from ray import tune  # noqa: PLC0415
 
@@ -329,7 +334,7 @@ def _tuner(spec: SweepSpec, folder: Path, placement, searcher):
                        parent_run_id=spec.parent_run_id, metric=spec.metric, mode=spec.mode,
                        checkpoints=f"{root}/{TRIALS_DIR}", placement=placement,
                        space=spec.space if spec.kind == "sweep" else None, variants=spec.variants,
-                       data_root=spec.data_root)
+                       data_root=spec.data_root, origin=origin, system_metrics=spec.system_metrics)
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, ctx=ctx),
         tune.PlacementGroupFactory(placement.bundles(len(subsystem_names(cfg)))),
@@ -430,26 +435,30 @@ def _scheduler(spec: SweepSpec, cfg: ExperimentConfig):
     return ASHAScheduler(time_attr="task", max_t=cfg.benchmark.num_tasks, grace_period=1, reduction_factor=2)
 
 
-def _close_parent(spec: SweepSpec, tracker: SweepTracker, ended: bool) -> None:
-    """Summarise the finished trials on the parent run (mean ± SEM over seeds for a rerun)."""
+def _close_parent(spec: SweepSpec, tracker: SweepTracker, ended: bool) -> Outcomes:
+    """Summarise the trials on the parent run: how each ended, and the finished ones' objective
+    (mean ± SEM over seeds for a rerun)."""
     if ended:
         _close_orphans(tracker)
-    runs = [r for r in tracker.trial_runs() if r.info.status == "FINISHED" and spec.metric in r.data.metrics]
+    trial_runs = tracker.trial_runs()
+    outcomes = read_outcomes(trial_runs, spec.config.benchmark.num_tasks)
+    runs = [r for r in trial_runs if r.info.status == "FINISHED" and spec.metric in r.data.metrics]
     values = [r.data.metrics[spec.metric] for r in runs]
-    summary: dict[str, float] = {"finished_trials": len(values)}
+    summary: dict[str, float] = {**outcomes.counts(), "finished_trials": len(values)}
     if values:
         best = max(values) if spec.mode == "max" else min(values)
         summary.update({f"best_{spec.metric}": best, f"{spec.metric}_mean": sum(values) / len(values),
                         f"{spec.metric}_sem": sem(values)})
     log_metrics(tracker.client, spec.parent_run_id, summary, step=0)
     tracker.client.set_terminated(spec.parent_run_id, "FINISHED" if ended else "KILLED")
+    return outcomes
 
 
 def _close_orphans(tracker: SweepTracker) -> None:
     """Once nothing is left to run, no trial run can still be RUNNING: close any whose verdict was lost."""
     for run in tracker.trial_runs():
         if run.info.status == "RUNNING":
-            tracker.client.set_tag(run.info.run_id, "hypercl.end_reason", "the sweep ended without its verdict")
+            tracker.client.set_tag(run.info.run_id, END_REASON, "the sweep ended without its verdict")
             tracker.client.set_terminated(run.info.run_id, "KILLED")
 
 

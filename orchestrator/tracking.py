@@ -2,8 +2,17 @@
 
 Trials write from wherever Ray runs them, so a multi-node sweep needs only a
 tracking URI every node can reach. A trial finds its run again by its Tune
-trial id, so retries and resumed sweeps never duplicate runs. Params are
-stored JSON-encoded, so `best --export` rebuilds the exact config.
+trial id, so retries and resumed sweeps never duplicate runs.
+
+Params are stored as plain text, as a researcher types them in the UI's filter
+(``params.`hnet.activation` = 'elu'``); lists and numbers as compact JSON, and
+a string only where it would read as something else (`"1e-3"`, `"true"`)
+quoted, so `best --export` rebuilds the exact config. Stores written while
+every param was JSON-encoded decode the same way.
+
+Every run carries its provenance (hypercl_core.provenance) as tags, in MLflow's
+own names where it has them (the UI's Source and User columns), so a result
+can be traced to the commit, command line and host that made it.
 """
 
 from __future__ import annotations
@@ -23,10 +32,15 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 
 from hypercl_core.errors import UserError  # noqa: E402
 
-KIND = "hypercl.kind"  # sweep | rerun | trial
+KIND = "hypercl.kind"  # sweep | rerun | robustness | trial
+# MLflow 3 opens an experiment in its GenAI view (traces, token usage) unless told it holds model training.
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 TRIAL_ID = "hypercl.trial_id"
 PARENT = "mlflow.parentRunId"
 ERROR_TAG = "hypercl.error"  # a failed trial's exception, one line
+INFEASIBLE_TAG = "hypercl.infeasible"  # why a trial was never trained
+END_REASON = "hypercl.end_reason"  # why the driver, not the trial, closed a trial's run
+STOPPED_BY_SCHEDULER = "stopped early by the scheduler"
 MAX_BATCH = 900  # MLflow allows 1000 metrics per log_batch call
 
 
@@ -54,18 +68,43 @@ def check_tracking_uri(uri: str) -> None:
         raise UserError(f"tracking URI {uri!r} is not supported; use sqlite:///path/mlflow.db or http://host:port")
 
 
+def encode_value(value: Any) -> str:
+    if isinstance(value, str):
+        return json.dumps(value) if _reads_as_json(value) else value
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _reads_as_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except json.JSONDecodeError:
+        return False
+    return True
+
+
+def decode_value(text: str) -> Any:
+    """Inverse of `encode_value`, and of the JSON encoding of every param in stores written before it."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
 def encode_params(flat: dict[str, Any]) -> list[Param]:
-    return [Param(k, json.dumps(v)) for k, v in flat.items()]
+    return [Param(k, encode_value(v)) for k, v in flat.items()]
 
 
 def decode_params(params: dict[str, str]) -> dict[str, Any]:
-    out = {}
-    for key, text in params.items():
-        try:
-            out[key] = json.loads(text)
-        except json.JSONDecodeError:
-            out[key] = text
-    return out
+    return {key: decode_value(text) for key, text in params.items()}
+
+
+def provenance_tags(origin: dict[str, Any]) -> dict[str, str]:
+    """hypercl_core.provenance as run tags; MLflow's own keys fill the UI's Source, Version and User columns."""
+    tags = {f"hypercl.{key}": str(value) for key, value in origin.items() if value is not None}
+    program = " ".join(str(origin.get("command", "")).split()[:2])  # e.g. `hypercl sweep`
+    mlflow_keys = {"mlflow.source.type": "LOCAL", "mlflow.source.name": program or None,
+                   "mlflow.source.git.commit": origin.get("git_commit"), "mlflow.user": origin.get("user")}
+    return {**tags, **{key: str(value) for key, value in mlflow_keys.items() if value}}
 
 
 def _metrics(values: dict[str, float], step: int) -> list[Metric]:
@@ -85,20 +124,28 @@ class SweepTracker:
 
     def __init__(self, uri: str, name: str, artifact_root: Path | None = None):
         self.uri = uri
+        self.name = name
         self.client = MlflowClient(uri)
         experiment = self.client.get_experiment_by_name(name)
         if experiment is None:
             location = artifact_root.resolve().as_uri() if artifact_root is not None else None
-            self.experiment_id = self.client.create_experiment(name, artifact_location=location)
+            self.experiment_id = self.client.create_experiment(name, artifact_location=location,
+                                                               tags=dict([EXPERIMENT_KIND]))
         else:
             self.experiment_id = experiment.experiment_id
+            if experiment.tags.get(EXPERIMENT_KIND[0]) is None:  # made before the tag was set
+                self.client.set_experiment_tag(self.experiment_id, *EXPERIMENT_KIND)
 
     def parent_run(self, kind: str, run_id: str | None = None, params: dict[str, Any] | None = None,
-                   tags: dict[str, str] | None = None) -> str:
+                   tags: dict[str, str] | None = None, origin: dict[str, Any] | None = None) -> str:
+        """The sweep's parent run, named after the sweep; a resumed session records its own command line."""
+        origin_tags = provenance_tags(origin or {})
         if run_id is not None:
             self.client.update_run(run_id, status="RUNNING")
+            self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in origin_tags.items()])
             return run_id
-        run = self.client.create_run(self.experiment_id, run_name=kind, tags={KIND: kind, **(tags or {})})
+        run = self.client.create_run(self.experiment_id, run_name=self.name,
+                                     tags={KIND: kind, **(tags or {}), **origin_tags})
         if params:
             self.client.log_batch(run.info.run_id, params=encode_params(params))
         return run.info.run_id
@@ -116,7 +163,9 @@ class TrialTracker:
     after that task and logs only the steps its run lacks (`log_missing`).
     """
 
-    def __init__(self, uri: str, experiment_id: str, parent_run_id: str, key: str, run_name: str):
+    def __init__(self, uri: str, experiment_id: str, parent_run_id: str, key: str, run_name: str,
+                 origin: dict[str, Any] | None = None):
+        self.uri = uri
         self.client = MlflowClient(uri)
         found = self.client.search_runs(
             [experiment_id], filter_string=f"tags.`{TRIAL_ID}` = '{key}'", max_results=1
@@ -128,14 +177,18 @@ class TrialTracker:
             self.latest = dict(found[0].data.metrics)
             if not self.finished:
                 self.client.update_run(self.run_id, status="RUNNING")
+                self.set_tags(provenance_tags(origin or {}))  # the session that runs it now
         else:
-            tags = {PARENT: parent_run_id, TRIAL_ID: key, KIND: "trial"}
+            tags = {PARENT: parent_run_id, TRIAL_ID: key, KIND: "trial", **provenance_tags(origin or {})}
             self.run_id = self.client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
             self.latest = {}
 
-    def log_config(self, flat: dict[str, Any], extra_tags: dict[str, str] | None = None) -> None:
+    def log_config(self, config: dict[str, Any], flat: dict[str, Any], extra_tags: dict[str, str] | None = None
+                   ) -> None:
+        """Params to filter and compare by, and the config as one nested dict (config.json) to read whole."""
         if not self.resumed or not self.client.get_run(self.run_id).data.params:
             self.client.log_batch(self.run_id, params=encode_params(flat))
+            self.client.log_dict(self.run_id, config, "config.json")
         if extra_tags:
             self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in extra_tags.items()])
 
@@ -154,11 +207,30 @@ class TrialTracker:
     def set_tags(self, tags: dict[str, Any]) -> None:
         self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
-    def finish(self, summary: dict[str, float], run_dir: Path, step: int) -> None:
+    def finish(self, results: dict[str, Any], run_dir: Path, step: int) -> None:
         """The run's summary, files and FINISHED status; run again after a cut-off, it adds nothing twice."""
         logged = set(self.client.get_run(self.run_id).data.metrics)
-        log_metrics(self.client, self.run_id, {k: v for k, v in summary.items() if k not in logged}, step)
+        log_metrics(self.client, self.run_id, {k: v for k, v in results["summary"].items() if k not in logged}, step)
         for name in ("config.yaml", "results.json", "matrix.csv", "matrix.png"):
             if (run_dir / name).is_file():
                 self.client.log_artifact(self.run_id, str(run_dir / name))  # same path: replaced, not added
+        main = results["primary_matrix"]
+        self.client.log_table(self.run_id, matrix_table(results["matrices"][main]), f"matrix_{main}.json")
         self.client.set_terminated(self.run_id, "FINISHED")
+
+    def monitor_system(self):
+        """MLflow's system metrics (CPU, memory, disk, network; GPU where NVML sees one) under `system/`,
+        until the run ends; stop it with `.finish()`."""
+        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor  # noqa: PLC0415
+
+        monitor = SystemMetricsMonitor(self.run_id, resume_logging=self.resumed, tracking_uri=self.uri)
+        monitor.start()
+        return monitor
+
+
+def matrix_table(rows: list[list[float | None]]) -> dict[str, list]:
+    """A score matrix (ScoreMatrix.to_list: None before a task is learned) as an MLflow table, 1-based:
+    row i holds every task's score after learning task i."""
+    table: dict[str, list] = {"after_task": list(range(1, len(rows) + 1))}
+    table.update({f"task_{j + 1}": [row[j] for row in rows] for j in range(len(rows))})
+    return table

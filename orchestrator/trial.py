@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,8 +26,8 @@ from hypercl_core.methods import compose
 from hypercl_core.metrics import metric_mode, score_name
 from orchestrator.actors import Placement, spawn_subsystems
 from orchestrator.checkpoints import TrialCheckpoints
-from orchestrator.searcher import TRIAL_KEY
-from orchestrator.tracking import TrialTracker
+from orchestrator.searcher import COMPRESSION_EXCESS, MLFLOW_RUN, TRIAL_KEY
+from orchestrator.tracking import INFEASIBLE_TAG, TrialTracker
 
 
 @dataclass(frozen=True)
@@ -44,46 +45,54 @@ class TrialContext:
     space: dict[str, Any] | None = None
     variants: list[dict[str, Any]] = field(default_factory=list)
     data_root: str | None = None
+    origin: dict[str, Any] = field(default_factory=dict)  # the driver's provenance; each worker adds its host
+    system_metrics: bool = False
 
     @property
     def worst(self) -> float:
         return 0.0 if self.mode == "max" else 1e9
 
-    def resolve(self, sample: dict[str, Any]) -> ExperimentConfig | None:
-        """The trial's config, or None when no chunk size meets the space's compression bound."""
+    def resolve(self, sample: dict[str, Any]) -> tuple[ExperimentConfig | None, float | None]:
+        """The trial's config (None when no chunk size meets the space's compression bound) and, in a
+        sweep, how far its architecture lies above that bound (SearchSpace.compression_excess)."""
         base = build_config(self.base)
         key = sample[TRIAL_KEY]
         if not self.space:
-            return config_from_flat(self.variants[int(key[1:])], base)
+            return config_from_flat(self.variants[int(key[1:])], base), None
         from search_spaces.space import SearchSpace  # noqa: PLC0415
 
         space = SearchSpace.model_validate(self.space)
-        sampled = {k: v for k, v in sample.items() if k != TRIAL_KEY}
-        return space.materialize(space.decode(sampled), base)
+        decoded = space.decode({k: v for k, v in sample.items() if k != TRIAL_KEY})
+        return space.materialize(decoded, base), space.compression_excess(decoded, base)
 
 
 def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     # Ray Train announces every report at INFO; with a report per task that drowns the progress lines.
     logging.getLogger("ray.train").setLevel(logging.WARNING)
     key = config[TRIAL_KEY]
-    tracker = TrialTracker(ctx.tracking_uri, ctx.experiment_id, ctx.parent_run_id, key, _run_name(key, ctx))
-    cfg = ctx.resolve(config)
+    origin = {**ctx.origin, "host": socket.gethostname()}
+    tracker = TrialTracker(ctx.tracking_uri, ctx.experiment_id, ctx.parent_run_id, key, _run_name(key, ctx), origin)
+    cfg, excess = ctx.resolve(config)
+    # for the searcher only (the study's constraint and its link to MLflow), not logged as metrics
+    told = {MLFLOW_RUN: tracker.run_id, **({COMPRESSION_EXCESS: excess} if excess is not None else {})}
     if cfg is None:
-        _reject(tracker, config, ctx)
+        _reject(tracker, config, ctx, told)
         return
     if tracker.finished:  # finished before the driver heard of it: tell the searcher, run nothing
-        tune.report({**tracker.latest, "task": int(tracker.latest.get("task", 0)), "infeasible": 0})
+        tune.report({**tracker.latest, "task": int(tracker.latest.get("task", 0)), "infeasible": 0, **told})
         return
     counts = count_params(cfg)
     extra = {"compression_ratio": counts.compression_ratio, "infeasible": 0}
     proxies = spawn_subsystems(cfg, ctx.placement, ctx.data_root)
-    tracker.log_config(cfg.flat(), {"compression_ratio": f"{counts.compression_ratio:.6f}"})
+    tracker.log_config(cfg.model_dump(), cfg.flat(), {"compression_ratio": f"{counts.compression_ratio:.6f}"})
+    if ctx.system_metrics:
+        tracker.monitor_system()  # a daemon thread; it stops itself once the run is no longer RUNNING
     tracker.set_tags({"hypercl.worker_pid": os.getpid(), "hypercl.tune_trial_id": tune.get_context().get_trial_id(),
                       **{f"placement.{name}": json.dumps(p.placement()) for name, p in proxies.items()}})
     run_dir = Path(tune.get_context().get_trial_dir()) / "run"
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / CONFIG).write_text(cfg.to_yaml())
-    exp = Experiment(cfg, run_dir, learner=compose(cfg, proxies))
+    exp = Experiment(cfg, run_dir, learner=compose(cfg, proxies), origin=origin)
     store = TrialCheckpoints(ctx.checkpoints)
     if store.fetch(key, run_dir / CHECKPOINT):
         exp.load_checkpoint()
@@ -98,12 +107,12 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
         if t + 1 == last:
             # Tune may end the trial as soon as it sees the last report (ASHA at max_t),
             # so the run is completed in MLflow first.
-            tracker.finish(exp.write_results()["summary"], run_dir, step=t + 1)
-        tune.report(metrics)
+            tracker.finish(exp.write_results(), run_dir, step=t + 1)
+        tune.report({**metrics, **told})
 
     if exp.tasks_done == last:  # cut off after its last task was stored
-        tracker.finish(exp.write_results()["summary"], run_dir, step=last)
-        tune.report({**exp.metrics(last - 1), **extra})
+        tracker.finish(exp.write_results(), run_dir, step=last)
+        tune.report({**exp.metrics(last - 1), **extra, **told})
         return
     exp.run(on_task_end=on_task_end, show_progress=False)
 
@@ -112,12 +121,13 @@ def _run_name(key: str, ctx: TrialContext) -> str:
     return f"trial-{key}" if ctx.space else f"variant-{int(key[1:])}"
 
 
-def _reject(tracker: TrialTracker, sample: dict[str, Any], ctx: TrialContext) -> None:
-    """Infeasible architecture: recorded and reported as worst, never trained."""
-    tracker.set_tags({"hypercl.infeasible": "no chunk size meets the compression bound",
+def _reject(tracker: TrialTracker, sample: dict[str, Any], ctx: TrialContext, told: dict[str, Any]) -> None:
+    """Infeasible architecture: recorded, never trained. Tune insists on the metric in every report, so
+    it gets the worst value; the searcher tells the study a violated constraint instead (searcher.py)."""
+    tracker.set_tags({INFEASIBLE_TAG: "no chunk size meets the compression bound",
                       "hypercl.sample": json.dumps({k: v for k, v in sample.items() if k != TRIAL_KEY})})
     tracker.client.set_terminated(tracker.run_id, "KILLED")
-    tune.report({ctx.metric: ctx.worst, "task": 0, "infeasible": 1})
+    tune.report({ctx.metric: ctx.worst, "task": 0, "infeasible": 1, **told})
 
 
 def metric_for(cfg: ExperimentConfig) -> tuple[str, str]:

@@ -173,6 +173,11 @@ class SearchSpace(BaseModel):
             return cfg if compression_ratio(cfg) <= self.max_compression_ratio else None
         return fit_chunk_dim(cfg, self.max_compression_ratio, self.chunk_dims)
 
+    def compression_excess(self, sample_flat: dict[str, Any], base: ExperimentConfig) -> float:
+        """How far the sample's smallest reachable compression ratio lies above the bound (<= 0: feasible);
+        what the study's constraint is told, so TPE learns how far from feasible a region is."""
+        return self._smallest_ratio(config_from_flat(sample_flat, base)) - self.max_compression_ratio
+
     def tune_space(self) -> dict[str, Any]:
         """Ray Tune domains per key; list choices are JSON strings (see `decode`)."""
         from ray import tune  # Ray is heavy; loading and checking spaces must not need it.

@@ -5,7 +5,7 @@ from mlflow.tracking import MlflowClient
 from ray import tune
 from ray.tune.search import Searcher
 
-from orchestrator.searcher import TRIAL_KEY, StudySearch, VariantSearch
+from orchestrator.searcher import COMPRESSION_EXCESS, MLFLOW_RUN, TRIAL_KEY, StudySearch, VariantSearch
 from orchestrator.tracking import KIND, TRIAL_ID
 
 SPACE = {"train.lr": tune.loguniform(1e-4, 1e-2), "hnet.activation": tune.choice(["relu", "elu"])}
@@ -23,12 +23,13 @@ def _states(tmp_path) -> list:
     return [t.state for t in optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'optuna.db'}").trials]
 
 
-def test_stopped_trials_are_pruned_finished_and_rejected_ones_complete(tmp_path):
+def test_stopped_and_rejected_trials_are_pruned_and_rejected_ones_violate_the_constraint(tmp_path):
     search = _search(tmp_path)
-    reports = {
-        "stopped": {"final_acc": 99.9, "task": 1, "infeasible": 0},   # ASHA stopped it after task 1
-        "finished": {"final_acc": 97.0, "task": 5, "infeasible": 0},
-        "rejected": {"final_acc": 0.0, "task": 0, "infeasible": 1},    # architecture never trained
+    reports = {  # what trial.py reports: the searcher's fields beside the metrics
+        "stopped": {"final_acc": 99.9, "task": 1, "infeasible": 0, COMPRESSION_EXCESS: -0.2, MLFLOW_RUN: "r0"},
+        "finished": {"final_acc": 97.0, "task": 5, "infeasible": 0, COMPRESSION_EXCESS: -0.5, MLFLOW_RUN: "r1"},
+        # never trained; the worst value is only there because Tune wants the metric in every report
+        "rejected": {"final_acc": 0.0, "task": 0, "infeasible": 1, COMPRESSION_EXCESS: 0.3, MLFLOW_RUN: "r2"},
     }
     for trial_id, result in reports.items():
         assert {"train.lr", "hnet.activation", TRIAL_KEY} == set(search.suggest(trial_id))
@@ -39,9 +40,32 @@ def test_stopped_trials_are_pruned_finished_and_rejected_ones_complete(tmp_path)
     search.on_trial_complete("crashed", error=True)
 
     trials = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'optuna.db'}").get_trials()
-    assert [t.state for t in trials] == [PRUNED, COMPLETE, COMPLETE, FAIL]
-    assert [t.value for t in trials[1:3]] == [97.0, 0.0]
+    assert [t.state for t in trials] == [PRUNED, COMPLETE, PRUNED, FAIL]
+    assert trials[1].value == 97.0 and trials[2].value is None  # no made-up score for the rejected one
     assert trials[0].intermediate_values == {1: 99.9}  # by task: how far TPE sees a pruned trial got
+    assert [t.constraints for t in trials[:3]] == [{COMPRESSION_EXCESS: -0.2}, {COMPRESSION_EXCESS: -0.5},
+                                                   {COMPRESSION_EXCESS: 0.3}]
+    assert [t.user_attrs.get(MLFLOW_RUN) for t in trials] == ["r0", "r1", "r2", None]
+
+
+def test_tpe_learns_the_compression_bound_from_the_constraint(tmp_path):
+    """A space mostly beyond the bound: TPE, told only a violated constraint for each rejected trial,
+    proposes fewer and fewer of them (the trials are scored here, not trained)."""
+    space = {"x": tune.uniform(0.0, 1.0)}
+    search = StudySearch(space, "final_acc", "max", num_tasks=5, num_samples=60, max_concurrent=None,
+                         storage_url=f"sqlite:///{tmp_path / 'optuna.db'}", study_name="s", seed=0)
+    infeasible = []
+    for i in range(60):
+        x = search.suggest(f"tune-{i}")["x"]
+        excess = x - 0.3  # only x <= 0.3 meets the bound; the best score lies inside, at 0.15
+        result = ({"final_acc": 0.0, "task": 0, "infeasible": 1} if excess > 0 else
+                  {"final_acc": 100.0 - 50 * abs(x - 0.15), "task": 5, "infeasible": 0})
+        search.on_trial_complete(f"tune-{i}", {**result, COMPRESSION_EXCESS: excess})
+        infeasible.append(excess > 0)
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    assert all(t.value is None for t, bad in zip(study.trials, infeasible) if bad)
+    assert sum(infeasible[:10]) >= 5, infeasible  # TPE's 10 random start-up trials: ~70 % infeasible
+    assert sum(infeasible[30:]) <= 9, infeasible  # the last 30: at most 30 %
 
 
 def test_a_new_session_hands_out_cut_off_trials_again_then_fills_the_study(tmp_path):

@@ -47,9 +47,16 @@ def test_sweep_tracks_every_trial_and_best_agrees_with_mlflow(tmp_path, capsys, 
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name("s1")
     parents = client.search_runs([experiment.experiment_id], filter_string=f"tags.`{KIND}` = 'sweep'")
-    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED" and parents[0].info.run_name == "s1"
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     trials = _trial_runs(uri, "s1")
     assert len(trials) == 3 and len({t.data.tags[TRIAL_ID] for t in trials}) == 3
+    study = optuna.load_study(study_name="s1", storage=f"sqlite:///{folder / 'optuna.db'}")
+    linked = {t.user_attrs["mlflow_run_id"] for t in study.trials}
+    assert linked == {run.info.run_id for run in trials}  # each study trial names its MLflow run
+    for run in [parents[0], *trials]:  # provenance: the command in-process too, and the code's commit
+        assert run.data.tags["hypercl.command"].startswith("hypercl sweep --space smoke")
+        assert len(run.data.tags["mlflow.source.git.commit"]) == 40 and run.data.tags["mlflow.user"]
     for run in trials:
         assert run.data.tags[PARENT] == parents[0].info.run_id
         params = decode_params(run.data.params)
@@ -59,13 +66,13 @@ def test_sweep_tracks_every_trial_and_best_agrees_with_mlflow(tmp_path, capsys, 
         if run.info.status == "FINISHED":  # ASHA may stop one after task 1
             assert [m.step for m in history][:2] == [1, 2]
             artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-            assert {"config.yaml", "matrix.csv", "matrix.png", "results.json"} <= artifacts
+            assert {"config.yaml", "config.json", "matrix.csv", "matrix.png", "matrix_acc_task_given.json",
+                    "results.json"} <= artifacts
             assert f"{run.data.tags[TRIAL_ID]} done: final_acc" in captured.err
         else:
             assert run.info.status == "KILLED" and run.data.tags["hypercl.end_reason"]
             assert f"{run.data.tags[TRIAL_ID]} stopped by the scheduler after task 1: final_acc" in captured.err
 
-    study = optuna.load_study(study_name="s1", storage=f"sqlite:///{folder / 'optuna.db'}")
     assert len(study.trials) == 3
     # Optuna learns from full runs only: a trial ASHA stopped is PRUNED, not COMPLETE with its partial score
     states = [t.state for t in study.trials]
@@ -80,6 +87,10 @@ def test_sweep_tracks_every_trial_and_best_agrees_with_mlflow(tmp_path, capsys, 
         filter_string=f"tags.`{KIND}` = 'trial' and attributes.status = 'FINISHED'",
         order_by=["metrics.final_acc DESC"],
     )
+    # params are plain text: the UI's filter on a string param finds the runs (JSON-encoded, it found none)
+    elu = mlflow.search_runs(experiment_ids=[experiment.experiment_id],
+                             filter_string=f"tags.`{KIND}` = 'trial' and params.`hnet.activation` = 'elu'")
+    assert len(elu) == 3
     monkeypatch.delenv("MLFLOW_TRACKING_URI")  # else every command below would default to the s1 store
     assert main(["best", "--name", "s1", "--runs-dir", str(tmp_path), "--top", "3",
                  "--export", str(tmp_path / "exports" / "best.yaml")]) == 0  # folder made for it

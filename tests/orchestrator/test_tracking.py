@@ -1,0 +1,101 @@
+"""What a sweep leaves in MLflow, on a real SQLite store: plain-text params, provenance, the config and matrix."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import mlflow
+import pytest
+from mlflow.entities import Param
+from mlflow.tracking import MlflowClient
+
+from hypercl_core.config import load_config
+from hypercl_core.provenance import provenance
+from orchestrator.best import export_config
+from orchestrator.tracking import (EXPERIMENT_KIND, KIND, SweepTracker, TrialTracker, decode_params, decode_value,
+                                   embedded_uri, encode_value, matrix_table)
+
+VALUES = ["elu", "1e-3", "true", "null", "[1, 2]", '"quoted"', "", "with space", 0.001, 1e-05, 3, 0, True, False,
+          None, [100, 100], [], [[10, 10], [25]], float("inf")]
+
+
+@pytest.mark.parametrize("value", VALUES, ids=repr)
+def test_every_value_round_trips_and_old_json_encoded_stores_decode_the_same(value):
+    assert decode_value(encode_value(value)) == value
+    assert decode_value(json.dumps(value)) == value  # how every param was stored before plain text
+
+
+def test_strings_are_stored_as_typed_and_only_ambiguous_ones_quoted():
+    assert [encode_value(v) for v in ("elu", "with space", "1e-3", "true")] == ["elu", "with space", '"1e-3"',
+                                                                               '"true"']
+    assert [encode_value(v) for v in ([100, 100], 0.001, True)] == ["[100,100]", "0.001", "true"]
+
+
+def _trial(uri: str, tracker: SweepTracker, parent: str, key: str, cfg, origin: dict) -> TrialTracker:
+    trial = TrialTracker(uri, tracker.experiment_id, parent, key, f"trial-{key}", origin)
+    trial.log_config(cfg.model_dump(), cfg.flat())
+    return trial
+
+
+def test_a_sweeps_runs_filter_by_plain_params_and_carry_their_provenance(tmp_path, monkeypatch):
+    uri = embedded_uri(tmp_path)
+    origin = provenance("hypercl sweep --space smoke --name s")
+    tracker = SweepTracker(uri, "s", artifact_root=tmp_path / "artifacts")
+    parent = tracker.parent_run("sweep", origin=origin)
+    elu = load_config("split_mnist_cl1", ["hnet.activation=elu"])
+    relu = load_config("split_mnist_cl1", ["hnet.activation=relu"])
+    runs = {key: _trial(uri, tracker, parent, key, cfg, {**origin, "host": "worker-1"}).run_id
+            for key, cfg in (("t0000", elu), ("t0001", relu), ("t0002", elu))}
+
+    client = MlflowClient(uri)
+    experiment = client.get_experiment(tracker.experiment_id)
+    assert experiment.tags[EXPERIMENT_KIND[0]] == "custom_model_development"  # the UI opens on training runs
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    found = mlflow.search_runs([tracker.experiment_id], filter_string="params.`hnet.activation` = 'elu'")
+    assert sorted(found["run_id"]) == sorted([runs["t0000"], runs["t0002"]])
+    found = mlflow.search_runs([tracker.experiment_id], filter_string="params.`hnet.hidden` = '[10,10]'")
+    assert len(found) == 3
+    assert len(mlflow.search_runs([tracker.experiment_id], filter_string="params.`train.lr` = '0.001'")) == 3
+
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                          cwd=Path(__file__).parent).stdout.strip()
+    parent_run = client.get_run(parent)
+    assert parent_run.info.run_name == "s"  # named after the sweep, not "sweep"
+    for run in [parent_run, *(client.get_run(r) for r in runs.values())]:
+        tags = run.data.tags
+        assert tags["mlflow.source.git.commit"] == head and tags["hypercl.git_commit"] == head
+        assert tags["hypercl.git_dirty"] in ("True", "False")
+        assert tags["hypercl.command"] == "hypercl sweep --space smoke --name s"
+        assert tags["mlflow.source.name"] == "hypercl sweep" and tags["mlflow.user"] == origin["user"]
+        assert tags["hypercl.hypercl_version"] == origin["hypercl_version"]
+    assert client.get_run(runs["t0001"]).data.tags["hypercl.host"] == "worker-1"
+    assert parent_run.data.tags["hypercl.host"] == origin["host"]
+    # the config as one dict, exactly what the trial ran
+    config = client.download_artifacts(runs["t0001"], "config.json", str(tmp_path / "dl"))
+    assert json.loads(Path(config).read_text()) == relu.model_dump()
+
+
+def test_best_exports_the_same_config_from_old_json_encoded_and_new_plain_stores(tmp_path):
+    cfg = load_config("split_mnist_cl1", ["hnet.hidden=[25,25]", "method.beta=0.05"])
+    uri = embedded_uri(tmp_path)
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("old")
+    old = client.create_run(experiment, tags={KIND: "trial"})
+    client.log_batch(old.info.run_id, params=[Param(k, json.dumps(v)) for k, v in cfg.flat().items()])
+    tracker = SweepTracker(uri, "new")
+    new = _trial(uri, tracker, tracker.parent_run("sweep"), "t0000", cfg, provenance("hypercl sweep"))
+    for run_id, out in ((old.info.run_id, "old.yaml"), (new.run_id, "new.yaml")):
+        run = client.get_run(run_id)
+        assert decode_params(run.data.params) == cfg.flat()
+        export_config(run, tmp_path / out, "final_acc")
+        assert load_config(str(tmp_path / out)) == cfg
+    assert client.get_run(old.info.run_id).data.params["hnet.activation"] == '"elu"'
+    assert client.get_run(new.run_id).data.params["hnet.activation"] == "elu"
+
+
+def test_the_score_matrix_table_is_one_based_with_gaps_before_a_task_is_learned():
+    table = matrix_table([[99.0, None, None], [98.5, 97.0, None], [98.0, 96.5, 99.5]])
+    assert table == {"after_task": [1, 2, 3], "task_1": [99.0, 98.5, 98.0], "task_2": [None, 97.0, 96.5],
+                     "task_3": [None, None, 99.5]}

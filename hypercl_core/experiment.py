@@ -19,12 +19,12 @@ from typing import Callable
 import torch
 from pydantic import ValidationError
 
-from hypercl_core import __version__
 from hypercl_core.accounting import count_params
 from hypercl_core.config import ExperimentConfig, build_config, read_yaml_tree
 from hypercl_core.data.tasks import require_data
 from hypercl_core.errors import UserError
 from hypercl_core.methods import Subsystem, build_learner, resolve_device
+from hypercl_core.provenance import provenance
 from hypercl_core.metrics import ScoreMatrix, lower_is_better, matrix_names, plot_matrix, primary_metric, score_name
 from hypercl_core.seeding import seed_everything
 
@@ -36,8 +36,10 @@ TaskEndHook = Callable[[int, dict], None]
 
 class Experiment:
     def __init__(self, cfg: ExperimentConfig, run_dir: str | os.PathLike, learner: Subsystem | None = None,
-                 data_root: str | None = None):
+                 data_root: str | None = None, origin: dict | None = None):
         self.cfg = cfg
+        # Where this result comes from (hypercl_core.provenance); a trial hands in its driver's command line.
+        self.origin = origin or provenance()
         self.run_dir = Path(run_dir)
         self._learner = learner
         self.data_root = data_root
@@ -153,7 +155,8 @@ class Experiment:
         if self.task_stats and "trained_compression_ratio" in self.task_stats[-1]:
             summary["trained_compression_ratio"] = self.task_stats[-1]["trained_compression_ratio"]
         results = {
-            "hypercl_version": __version__,
+            "hypercl_version": self.origin["hypercl_version"],
+            "provenance": self.origin,
             "finished": self.tasks_done == self.cfg.benchmark.num_tasks,
             "primary_matrix": main,
             "summary": summary,

@@ -26,6 +26,9 @@ def test_run_writes_config_matrix_and_summary(tmp_path, data_root):
     assert s["final_acc"] == pytest.approx(np.nanmean(matrix[2]))
     assert s["during_acc"] == pytest.approx(np.mean(np.diag(matrix)))
     assert s["final_acc"] > 80  # even 30 steps separate digit pairs
+    origin = json.loads((folder / "results.json").read_text())["provenance"]  # the code and command behind it
+    assert len(origin["git_commit"]) == 40 and isinstance(origin["git_dirty"], bool)
+    assert origin["host"] and origin["hypercl_version"] == results["hypercl_version"] and origin["command"]
 
 
 def test_same_seed_gives_the_same_result(tmp_path, data_root):

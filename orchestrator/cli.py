@@ -1,33 +1,174 @@
+# PYTHON_ARGCOMPLETE_OK
 """The `hypercl` command.
 
 User mistakes (`UserError`) end as one line on stderr and exit status 2.
 Ray and MLflow are imported only by the subcommands that need them, so
-`hypercl run` starts fast and works without a cluster.
+`hypercl run`, the listings and tab completion start fast and work without
+a cluster. Results go to stdout; hints and progress go through
+orchestrator.console to stderr, so `-q` leaves results and errors only.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import logging
 import os
 import sys
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import NoReturn
 
+import argcomplete
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
+from hypercl import __version__  # noqa: E402
+from orchestrator.console import note, quiet, set_verbosity  # noqa: E402
+
+log = logging.getLogger("hypercl.cli")
+
+DESCRIPTION = """\
+Continual learning with hypernetworks (HNET, HNET+R, HNET+TIR, HyperMask) on MNIST benchmarks:
+one experiment in this process, or Ray Tune + Optuna sweeps with every trial tracked in MLflow,
+resumable after any interruption."""
+BEST_FORMATS = ("table", "json", "csv")
+
+EPILOG = """\
+main workflows:
+  1. launch a sweep of a search space over a preset (Optuna samples, Ray runs, MLflow records):
+       hypercl sweep --space smoke --config split_mnist_cl1 --num-samples 8 --max-concurrent 2
+  2. query MLflow for the best configs, export the winner, rerun it over seeds, compare:
+       hypercl best --top 5 --export best.yaml     (the newest sweep; --name NAME for another)
+       hypercl best --format csv > trials.csv      (or --format json, for scripts)
+       hypercl rerun --config best.yaml --seeds 5  (mean +- SEM over seeds 0-4)
+       hypercl sweeps                              (status and best value of every sweep and rerun)
+  3. accuracy vs compression ratio over random hnet architectures (the paper's Fig. A7):
+       hypercl robustness --config split_mnist_cl1 --n-archs 100 --bins 10
+
+one experiment in this process: hypercl run --config split_mnist_cl1 (--print-config shows it, runs nothing)
+what there is to pick: hypercl presets, hypercl spaces; help on a command: hypercl COMMAND -h
+tab completion (bash, zsh): eval "$(register-python-argcomplete hypercl)"
+"""
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the epilog's layout and appends an option's default to its help, unless the help says it
+    already or there is none worth saying (None, an empty list, a flag that is off)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (not action.option_strings or action.nargs == 0 or "default" in text
+                or action.default is None or action.default == [] or action.default is argparse.SUPPRESS):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes end like every other hypercl error: one line, with where to read more, exit 2
+    (argparse's own form is the whole usage block first)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"hypercl: error: {message}; see {self.prog} -h\n")
+
+
+def _command(sub, name: str, summary: str) -> argparse.ArgumentParser:
+    """A subcommand whose -h starts with the same summary that `hypercl -h` lists."""
+    return sub.add_parser(name, help=summary, description=summary)
+
+
+def _add_verbosity(parser: argparse.ArgumentParser, top: bool) -> None:
+    """-q/-v, before the subcommand (`hypercl -q sweep ...`) or after it (`hypercl sweep ... -q`).
+
+    A subcommand's copies default to SUPPRESS: argparse copies a subcommand's defaults over the
+    top-level values, which would otherwise undo a -q given before the subcommand.
+    """
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("-q", "--quiet", action="store_true", default=False if top else argparse.SUPPRESS,
+                       help="results and errors only: no progress, hints or folder lines")
+    group.add_argument("-v", "--verbose", action="count", default=0 if top else argparse.SUPPRESS,
+                       help="also log what hypercl decides on its own (which sweep, which store, which config); "
+                            "-vv: debug")
+
+
+def _completer(action: argparse.Action, complete: Callable[..., Iterable[str]]) -> argparse.Action:
+    """Attach an argcomplete completer (argcomplete reads the action's `completer` attribute)."""
+    action.completer = complete  # type: ignore[attr-defined]
+    return action
+
+
+def complete_configs(prefix: str, **_) -> list[str]:
+    """--config: preset names, then YAML files and folders."""
+    from argcomplete.completers import FilesCompleter  # noqa: PLC0415
+
+    from hypercl_core.config import available_presets  # noqa: PLC0415
+
+    return [name for name in available_presets() if name.startswith(prefix)] + [
+        path for path in FilesCompleter(("yaml", "yml"))(prefix)]
+
+
+def complete_spaces(prefix: str, **_) -> list[str]:
+    """--space: built-in search space names, then YAML files and folders."""
+    from argcomplete.completers import FilesCompleter  # noqa: PLC0415
+
+    from search_spaces.space import available_spaces  # noqa: PLC0415
+
+    return [name for name in available_spaces() if name.startswith(prefix)] + [
+        path for path in FilesCompleter(("yaml", "yml"))(prefix)]
+
+
+def complete_sweep_names(prefix: str, parsed_args: argparse.Namespace, **_) -> list[str]:
+    """--name of best and robustness: the sweeps under --runs-dir (as typed so far on the line)."""
+    from orchestrator.listing import sweep_folders  # noqa: PLC0415
+
+    runs_dir = Path(getattr(parsed_args, "runs_dir", None) or "runs")
+    return [folder.name for folder in sweep_folders(runs_dir) if folder.name.startswith(prefix)]
+
+
+def complete_sweep_folders(prefix: str, parsed_args: argparse.Namespace, **_) -> list[str]:
+    """--resume of sweep, rerun and robustness: the sweep folders under --runs-dir."""
+    from orchestrator.listing import sweep_folders  # noqa: PLC0415
+
+    runs_dir = Path(getattr(parsed_args, "runs_dir", None) or "runs")
+    return [str(folder) for folder in sweep_folders(runs_dir) if str(folder).startswith(prefix)]
+
+
+def _add_config(p: argparse.ArgumentParser, required: str, what: str, set_what: str) -> None:
+    """--config, the one spelling of "the preset or YAML" for every command that starts something, and --set.
+
+    `--preset`, its spelling in sweep and robustness before, still works (hidden from help): scripts use it.
+    """
+    _completer(p.add_argument("--config", help=f"preset name (list them: hypercl presets) or config YAML file "
+                                               f"{what}; required {required}"), complete_configs)
+    p.add_argument("--preset", dest="config", help=argparse.SUPPRESS)
+    _add_overrides(p, set_what)
+
+
+def _add_overrides(p: argparse.ArgumentParser, what: str = "") -> None:
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help=f"override a config key{what}, e.g. --set method.beta=0 or --set 'hnet.hidden=[25,25]' "
+                        "(repeatable; none by default)")
+
+
+def _add_runs_dir(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--runs-dir", default="runs", help=f"parent folder of {what} (default: runs/)")
+
 
 def _add_run(sub) -> None:
-    p = sub.add_parser("run", help="run one continual-learning experiment in this process")
+    p = _command(sub, "run", "run one continual-learning experiment in this process")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--config", help="preset name (see `hypercl presets`) or a YAML file")
-    src.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run at its next task")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key, e.g. --set method.beta=0 (repeatable)")
-    p.add_argument("--runs-dir", default="runs", help="parent folder of run folders (default: runs/)")
-    p.add_argument("--name", help="run folder name (default: <preset>-<timestamp>)")
+    _completer(src.add_argument("--config", help="preset name (list them: hypercl presets) or config YAML file; "
+                                                 "required unless --resume"), complete_configs)
+    src.add_argument("--resume", metavar="RUN_DIR",
+                     help="continue an interrupted run at its next task; required unless --config")
+    _add_overrides(p, "")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the config --config and --set resolve to, as YAML, and stop: nothing is trained "
+                        "or written")
+    _add_runs_dir(p, "run folders")
+    p.add_argument("--name", help="run folder name (default: <config>-<timestamp>)")
     p.add_argument("--data-root", help="folder holding MNIST/raw/ (default: $HYPERCL_DATA, ../shared/data, ./data)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (as with -q)")
     p.set_defaults(func=cmd_run)
 
 
@@ -38,18 +179,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     from hypercl_core.metrics import score_name  # noqa: PLC0415
 
     if args.resume:
+        if args.print_config:
+            raise UserError(f"--print-config shows the config of a new run; a run being resumed keeps its own "
+                            f"({Path(args.resume) / 'config.yaml'}): drop --print-config or pass --config")
         moved = dict(parse_override(item) for item in args.overrides)
         if set(moved) - {"device"}:
             raise UserError("--set can change only the device of a run being resumed (e.g. --set device=cpu); "
                             "start a new run with --config to change anything else")
         exp = resume_run(args.resume, device=moved.get("device"), data_root=args.data_root)
-        print(f"resuming {args.resume} after task {exp.tasks_done}/{exp.cfg.benchmark.num_tasks}", file=sys.stderr)
+        note(f"resuming {args.resume} after task {exp.tasks_done}/{exp.cfg.benchmark.num_tasks}")
     else:
         cfg = load_config(args.config, args.overrides)
+        log.info("config %s with %d override(s): %s", args.config, len(args.overrides), " ".join(args.overrides))
+        if args.print_config:
+            print(cfg.to_yaml(), end="")
+            return 0
         name = args.name or f"{Path(args.config).stem}-{_dt.datetime.now():%Y%m%d-%H%M%S}"
         exp = start_run(cfg, Path(args.runs_dir) / name, data_root=args.data_root)
-        print(f"run folder: {exp.run_dir}", file=sys.stderr)
-    results = exp.run(show_progress=not args.no_progress)
+        note(f"run folder: {exp.run_dir}")
+    results = exp.run(show_progress=not (args.no_progress or quiet()))
     key = score_name(exp.cfg)
     s = results["summary"]
     print(
@@ -62,10 +210,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _add_samples(sub) -> None:
-    p = sub.add_parser("samples", help="sample grid of a replay model's run: after each task vs after all tasks")
+    p = _command(sub, "samples", "sample grid of a replay model's run: after each task vs after all tasks")
     p.add_argument("run_dir", help="a run folder with a replay model: class_mnist_vae/gan, HNET+R or HNET+TIR")
     p.add_argument("--out", help="PNG path (default: <run_dir>/samples.png)")
-    p.add_argument("--data-root")
+    p.add_argument("--data-root", help="folder holding MNIST/raw/ (default: $HYPERCL_DATA, ../shared/data, ./data)")
     p.set_defaults(func=cmd_samples)
 
 
@@ -96,27 +244,58 @@ def cmd_samples(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_presets(sub) -> None:
-    p = sub.add_parser("presets", help="list the experiment presets")
-    p.set_defaults(func=cmd_presets)
+def _add_listings(sub) -> None:
+    _command(sub, "presets", "list the experiment presets (for --config), one line each").set_defaults(
+        func=cmd_presets)
+    _command(sub, "spaces", "list the search spaces (for sweep --space), one line each").set_defaults(
+        func=cmd_spaces)
+    p = _command(sub, "sweeps", "list the sweeps, reruns and studies under --runs-dir: status, trials, best value")
+    _add_runs_dir(p, "sweeps/")
+    p.set_defaults(func=cmd_sweeps)
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
-    from hypercl_core.config import available_presets  # noqa: PLC0415
+    from orchestrator.listing import presets, text_table  # noqa: PLC0415
 
-    print("\n".join(available_presets()))
+    print(text_table([list(row) for row in presets()]))
+    return 0
+
+
+def cmd_spaces(args: argparse.Namespace) -> int:
+    from orchestrator.listing import spaces, text_table  # noqa: PLC0415
+
+    print(text_table([list(row) for row in spaces()]))
+    return 0
+
+
+def cmd_sweeps(args: argparse.Namespace) -> int:
+    from orchestrator.listing import SWEEP_HEADER, sweep_rows, text_table  # noqa: PLC0415
+
+    rows = sweep_rows(Path(args.runs_dir))
+    if not rows:
+        note(f"no sweeps under {Path(args.runs_dir) / 'sweeps'}; start one: hypercl sweep --space smoke "
+             "--config split_mnist_cl1 (or pass --runs-dir)")
+        return 0
+    print(text_table([SWEEP_HEADER, *(row.cells() for row in rows)]))
     return 0
 
 
 def _add_tracking(p) -> None:
     p.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI"),
                    help="MLflow URI (default: $MLFLOW_TRACKING_URI, else SQLite inside the sweep folder)")
-    p.add_argument("--runs-dir", default="runs", help="parent of sweeps/ (default: runs/)")
+    _add_runs_dir(p, "sweeps/")
+
+
+def _add_resume(p: argparse.ArgumentParser, what: str) -> None:
+    _completer(p.add_argument("--resume", metavar="SWEEP_DIR",
+                              help=f"finish an interrupted {what}: the folder it printed when it started "
+                                   f"(default: start a new {what})"), complete_sweep_folders)
 
 
 def _add_cluster(p) -> None:
     """Where and how wide the trials run: shared by sweep, rerun and robustness."""
-    p.add_argument("--max-concurrent", type=int, default=None)
+    p.add_argument("--max-concurrent", type=int, default=None,
+                   help="trials running at once (default: as many as the cluster's CPUs or GPUs fit)")
     p.add_argument("--address", default=os.environ.get("RAY_ADDRESS"),
                    help="Ray cluster: auto or ray://host:10001 (default: $RAY_ADDRESS, else a new local Ray)")
     p.add_argument("--gpus-per-subsystem", type=float, default=None, metavar="G",
@@ -131,20 +310,23 @@ def _add_cluster(p) -> None:
 
 
 def _add_sweep(sub) -> None:
-    p = sub.add_parser("sweep", help="Ray Tune + Optuna sweep of a search space over a benchmark preset")
-    p.add_argument("--space", help="search space name (search_spaces/*.yaml) or YAML file")
-    p.add_argument("--preset", help="benchmark preset or config YAML the space is applied to")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a key of the preset for every trial (repeatable)")
-    p.add_argument("--num-samples", type=int, default=8)
-    p.add_argument("--scheduler", choices=["fifo", "asha"], default="fifo")
+    p = _command(sub, "sweep", "Ray Tune + Optuna sweep of a search space over a benchmark preset")
+    _completer(p.add_argument("--space", help="search space name (list them: hypercl spaces) or YAML file; "
+                                              "required unless --resume"), complete_spaces)
+    _add_config(p, "unless --resume", "the space is applied to", " for every trial")
+    p.add_argument("--num-samples", type=int, default=8, help="trials Optuna samples from the space")
+    p.add_argument("--scheduler", choices=["fifo", "asha"], default="fifo",
+                   help="fifo: every trial learns all tasks; asha: trials behind the others stop after a task")
     p.add_argument("--seed", type=int, default=0, help="seed of the Optuna TPE sampler")
-    p.add_argument("--name", help="sweep name (default: <preset>-<space>-<timestamp>)")
-    p.add_argument("--resume", metavar="SWEEP_DIR", help="finish an interrupted sweep")
+    p.add_argument("--name", help="sweep name (default: <config>-<space>-<timestamp>)")
+    _add_resume(p, "sweep")
     p.add_argument("--top", type=int, default=5, help="rows of the best-config table printed at the end")
     p.add_argument("--study-storage", metavar="URL",
                    help="database of the Optuna study, e.g. postgresql://user:pw@host:5432/db, so it outlives the "
                         "cluster (default: optuna.db in the sweep folder)")
+    p.add_argument("--system-metrics", action="store_true",
+                   help="log MLflow's system metrics (CPU, memory, disk, network; GPU where present) on every trial "
+                        "run, every 10 s (default: off)")
     _add_cluster(p)
     _add_tracking(p)
     p.set_defaults(func=cmd_sweep)
@@ -192,10 +374,19 @@ def _new_folder(spec, args: argparse.Namespace) -> Path:
 
 
 def _resumed(args: argparse.Namespace, kind: str):
-    """The saved request of the folder to resume, which must be of this command's kind."""
+    """The saved request of the folder to resume, which must be of this command's kind.
+
+    A resumed sweep keeps the config and space it started with (its trials so far were run on them),
+    so options that would change them are refused rather than ignored.
+    """
     from hypercl_core.errors import UserError  # noqa: PLC0415
     from orchestrator import sweep  # noqa: PLC0415
 
+    given = [flag for flag, dest in (("--config", "config"), ("--set", "overrides"), ("--space", "space"))
+             if getattr(args, dest, None)]
+    if given:
+        raise UserError(f"--resume continues {args.resume} with the config it started with; drop {', '.join(given)} "
+                        f"(or start a new {kind} without --resume)")
     folder = Path(args.resume)
     spec = sweep.SweepSpec.load(folder)
     if spec.kind != kind:
@@ -213,13 +404,17 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.resume:
         spec, folder = _resumed(args, "sweep")
     else:
-        if not (args.space and args.preset):
-            raise UserError("hypercl sweep needs --space and --preset (or --resume SWEEP_DIR)")
-        spec = sweep.plan_sweep(args.space, args.preset, args.overrides, num_samples=args.num_samples,
-                                scheduler=args.scheduler, seed=args.seed, **_cluster_options(args))
+        if not (args.space and args.config):
+            raise UserError("hypercl sweep needs --space and --config (or --resume SWEEP_DIR); "
+                            "list them: hypercl spaces, hypercl presets")
+        spec = sweep.plan_sweep(args.space, args.config, args.overrides, num_samples=args.num_samples,
+                                scheduler=args.scheduler, seed=args.seed, system_metrics=args.system_metrics,
+                                **_cluster_options(args))
         folder = _new_folder(spec, args)
-    print(f"sweep folder: {folder}  (resume if interrupted: hypercl sweep --resume {folder})", file=sys.stderr)
+    note(f"sweep folder: {folder}  (resume if interrupted: hypercl sweep --resume {folder})")
     outcome = sweep.start(spec, folder, args.address)
+    if outcome.outcomes is not None:
+        print("\n" + "\n".join(outcome.outcomes.lines(spec.scheduler)))
     if outcome.finished_trials:
         _print_best(spec.tracking_uri, spec.name, spec.metric, args.top, spec.mode)
         _print_ui_hint(spec.tracking_uri)
@@ -239,32 +434,42 @@ def _exit_status(outcome, resume_command: str, folder: Path) -> int:
 
 
 def _add_best(sub) -> None:
-    p = sub.add_parser("best", help="rank a sweep's trials from MLflow and export the winner")
-    p.add_argument("--name", help="sweep name (default: the newest sweep under --runs-dir)")
-    p.add_argument("--metric", help="default: the sweep's objective (final_acc, or final_mse for regression)")
-    p.add_argument("--mode", choices=["max", "min"], help="default: the sweep's recorded mode (with --metric: that metric's own)")
-    p.add_argument("--top", type=int, default=5)
-    p.add_argument("--export", metavar="YAML", help="write the best config here (for `hypercl rerun`)")
+    p = _command(sub, "best", "rank a sweep's trials from MLflow and export the winner")
+    _completer(p.add_argument("--name", help="sweep name (list them: hypercl sweeps; default: the newest sweep "
+                                             "under --runs-dir)"), complete_sweep_names)
+    p.add_argument("--metric", help="what to rank by (default: the sweep's objective: final_acc, or final_mse "
+                                    "for regression)")
+    p.add_argument("--mode", choices=["max", "min"],
+                   help="max: highest first (default: the sweep's recorded mode; with --metric: that metric's own)")
+    p.add_argument("--top", type=int, default=5, help="how many of the best trials to show")
+    p.add_argument("--format", choices=BEST_FORMATS, default="table",
+                   help="table for reading; json or csv for scripts: rank, metric, run id, key params, ratio")
+    p.add_argument("--export", metavar="YAML",
+                   help="write the best config here, for hypercl rerun --config (default: no export)")
     _add_tracking(p)
     p.set_defaults(func=cmd_best)
 
 
 def _sweep_uri(args: argparse.Namespace) -> tuple[str, str]:
     from hypercl_core.errors import UserError  # noqa: PLC0415
+    from orchestrator.listing import sweep_folders  # noqa: PLC0415
     from orchestrator.tracking import embedded_uri  # noqa: PLC0415
 
     sweeps = Path(args.runs_dir) / "sweeps"
     name = args.name
     if name is None:
-        found = sorted((p for p in sweeps.glob("*/sweep.yaml")), key=lambda p: p.stat().st_mtime)
+        found = sweep_folders(Path(args.runs_dir))
         if not found:
             raise UserError(f"no sweeps under {sweeps}; pass --name (and --tracking-uri for a server)")
-        name = found[-1].parent.name
+        name = found[-1].name
+        log.info("no --name: the newest sweep under %s is %s", sweeps, name)
     if args.tracking_uri:  # a server that is down fails here, not after minutes of client retries
         from orchestrator.tracking import check_tracking_uri  # noqa: PLC0415
 
         check_tracking_uri(args.tracking_uri)
-    return args.tracking_uri or embedded_uri(sweeps / name), name
+    uri = args.tracking_uri or embedded_uri(sweeps / name)
+    log.info("tracking store of %s: %s", name, uri)
+    return uri, name
 
 
 def cmd_best(args: argparse.Namespace) -> int:
@@ -276,13 +481,22 @@ def cmd_best(args: argparse.Namespace) -> int:
     if args.metric is None:  # the objective and direction the sweep recorded
         args.metric, recorded_mode = sweep_objective(Path(args.runs_dir), name, args.tracking_uri)
         args.mode = args.mode or recorded_mode
+        log.info("ranking by the sweep's objective: %s (%s)", args.metric, args.mode)
     runs = best_runs(uri, name, args.metric, args.top, args.mode)
     if not runs:
         raise UserError(f"sweep {name!r} has no finished trial with metric {args.metric!r} yet")
-    _print_best(uri, name, args.metric, args.top, args.mode, runs)
+    if args.format == "table":
+        _print_best(uri, name, args.metric, args.top, args.mode, runs)
+    else:
+        from orchestrator.best_formats import best_csv, best_json, best_records  # noqa: PLC0415
+
+        records = best_records(runs, args.metric)
+        print(best_json(records, name, args.metric, args.mode) if args.format == "json"
+              else best_csv(records, args.metric), end="\n" if args.format == "json" else "")
     if args.export:
         export_config(runs[0], Path(args.export), args.metric)
-        print(f"exported the best config to {args.export}; rerun it with: hypercl rerun {args.export} --seeds 5")
+        note(f"exported the best config to {args.export}; rerun it over seeds with: "
+             f"hypercl rerun --config {args.export} --seeds 5")
     return 0
 
 
@@ -290,11 +504,14 @@ def _print_best(uri: str, name: str, metric: str, top: int, mode: str | None = N
     from orchestrator.best import best_runs, format_table  # noqa: PLC0415
 
     runs = runs if runs is not None else best_runs(uri, name, metric, top, mode)
-    print(f"\nbest {len(runs)} of sweep {name} by {metric}:")
+    print(f"\nbest {len(runs)} of sweep {name} by {metric} (trials that learned every task):")
     print(format_table(runs, metric))
 
 
 def _print_ui_hint(uri: str) -> None:
+    """Where to browse the results (stdout, beside the table it follows; not with -q)."""
+    if quiet():
+        return
     if uri.startswith("sqlite:///"):
         print(f"open the MLflow UI: mlflow ui --backend-store-uri {uri} --port 5000  (then http://127.0.0.1:5000)")
     else:
@@ -302,11 +519,13 @@ def _print_ui_hint(uri: str) -> None:
 
 
 def _add_rerun(sub) -> None:
-    p = sub.add_parser("rerun", help="rerun one config over seeds in parallel; logs mean ± SEM")
-    p.add_argument("config", nargs="?", help="config YAML (e.g. from `hypercl best --export`) or preset")
-    p.add_argument("--seeds", type=int, default=5)
+    p = _command(sub, "rerun", "rerun one config over seeds in parallel; logs mean ± SEM")
+    _add_config(p, "unless --resume", "(e.g. from hypercl best --export)", " on top of the config")
+    # the config's spelling before --config: a positional, still accepted (hidden from help)
+    p.add_argument("config_positional", nargs="?", metavar="CONFIG", help=argparse.SUPPRESS)
+    p.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1, one trial each")
     p.add_argument("--name", help="name (default: rerun-<config>-<timestamp>)")
-    p.add_argument("--resume", metavar="SWEEP_DIR", help="finish an interrupted rerun")
+    _add_resume(p, "rerun")
     _add_cluster(p)
     _add_tracking(p)
     p.set_defaults(func=cmd_rerun)
@@ -318,14 +537,20 @@ def cmd_rerun(args: argparse.Namespace) -> int:
 
     _check_counts(args)
 
+    if args.config_positional:
+        if args.config and args.config != args.config_positional:
+            raise UserError(f"two configs given ({args.config_positional} and --config {args.config}); pass one, "
+                            "as --config")
+        args.config = args.config_positional
     if args.resume:
         spec, folder = _resumed(args, "rerun")
     else:
         if not args.config:
-            raise UserError("hypercl rerun needs a config (YAML or preset) or --resume SWEEP_DIR")
-        spec = sweep.plan_rerun(args.config, args.seeds, **_cluster_options(args))
+            raise UserError("hypercl rerun needs a config: --config best.yaml (e.g. from hypercl best --export) or "
+                            "--config PRESET, or --resume SWEEP_DIR")
+        spec = sweep.plan_rerun(args.config, args.seeds, args.overrides, **_cluster_options(args))
         folder = _new_folder(spec, args)
-    print(f"rerun folder: {folder}  (resume if interrupted: hypercl rerun --resume {folder})", file=sys.stderr)
+    note(f"rerun folder: {folder}  (resume if interrupted: hypercl rerun --resume {folder})")
     outcome = sweep.start(spec, folder, args.address)
     if outcome.interrupted or not outcome.finished_trials:
         return _exit_status(outcome, f"hypercl rerun --resume {folder}", folder)
@@ -342,8 +567,8 @@ def cmd_rerun(args: argparse.Namespace) -> int:
 
 
 def _add_robustness(sub) -> None:
-    p = sub.add_parser("robustness", help="accuracy vs compression ratio over random hnet architectures (Fig. A7)")
-    p.add_argument("--preset", help="benchmark preset or config YAML (its hnet must be chunked)")
+    p = _command(sub, "robustness", "accuracy vs compression ratio over random hnet architectures (Fig. A7)")
+    _add_config(p, "unless --resume or --plot-only", "(its hnet must be chunked)", " for every architecture")
     p.add_argument("--n-archs", type=int, default=100, help="architectures to train (default 100)")
     p.add_argument("--ratio-range", type=float, nargs=2, default=(0.01, 2.0), metavar=("LO", "HI"),
                    help="compression ratios to keep (default 0.01 2.0)")
@@ -351,10 +576,9 @@ def _add_robustness(sub) -> None:
     p.add_argument("--bin-scale", choices=["log", "linear"], default="log",
                    help="bin spacing over the ratio range (default log: the range spans two decades)")
     p.add_argument("--seed", type=int, default=0, help="seed of the architecture draw")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a preset key for every architecture, e.g. train.iters_per_task=500")
-    p.add_argument("--name", help="study name (default: robustness-<preset>-<timestamp>)")
-    p.add_argument("--resume", metavar="SWEEP_DIR", help="finish an interrupted study")
+    _completer(p.add_argument("--name", help="study name (default: robustness-<config>-<timestamp>; with "
+                                             "--plot-only: the study to redraw)"), complete_sweep_names)
+    _add_resume(p, "study")
     p.add_argument("--plot-only", action="store_true", help="redraw the CSV and plot of --name from MLflow alone")
     _add_cluster(p)
     _add_tracking(p)
@@ -374,15 +598,15 @@ def cmd_robustness(args: argparse.Namespace) -> int:
     if args.resume:
         spec, folder = _resumed(args, "robustness")
     else:
-        if not args.preset:
-            raise UserError("hypercl robustness needs --preset (or --resume SWEEP_DIR, or --plot-only --name NAME)")
+        if not args.config:
+            raise UserError("hypercl robustness needs --config (or --resume SWEEP_DIR, or --plot-only --name NAME)")
         spec = robustness.plan_robustness(
-            args.preset, args.overrides, args.n_archs, tuple(args.ratio_range), args.bins, args.bin_scale, args.seed,
+            args.config, args.overrides, args.n_archs, tuple(args.ratio_range), args.bins, args.bin_scale, args.seed,
             **_cluster_options(args))
         folder = _new_folder(spec, args)
     ratios = [_ratio_of(spec, v) for v in spec.variants]
-    print(f"study folder: {folder}  ({len(spec.variants)} architectures, ratios {min(ratios):.4g}-{max(ratios):.4g}; "
-          f"resume if interrupted: hypercl robustness --resume {folder})", file=sys.stderr)
+    note(f"study folder: {folder}  ({len(spec.variants)} architectures, ratios {min(ratios):.4g}-{max(ratios):.4g}; "
+         f"resume if interrupted: hypercl robustness --resume {folder})")
     outcome = sweep.start(spec, folder, args.address)
     status = _report_study(spec.tracking_uri, spec.name, folder, parent_run_id=spec.parent_run_id)
     return _exit_status(outcome, f"hypercl robustness --resume {folder}", folder) or status
@@ -409,15 +633,20 @@ def _report_study(uri: str, name: str, folder: Path, parent_run_id: str | None =
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hypercl", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="hypercl", description=DESCRIPTION, epilog=EPILOG, formatter_class=_HelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    _add_verbosity(parser, top=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_run(sub)
     _add_samples(sub)
-    _add_presets(sub)
+    _add_listings(sub)
     _add_sweep(sub)
     _add_best(sub)
     _add_rerun(sub)
     _add_robustness(sub)
+    for command in sub.choices.values():  # every subcommand alike, whoever added it
+        command.formatter_class = _HelpFormatter
+        _add_verbosity(command, top=False)
     return parser
 
 
@@ -426,7 +655,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from orchestrator.interrupts import sigterm_like_ctrl_c  # noqa: PLC0415
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    argcomplete.autocomplete(parser)  # answers a shell's completion request and exits; otherwise does nothing
+    args = parser.parse_args(argv)
+    set_verbosity(args.quiet, args.verbose)
     sigterm_like_ctrl_c()
     try:
         return args.func(args)

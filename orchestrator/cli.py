@@ -632,6 +632,25 @@ def _report_study(uri: str, name: str, folder: Path, parent_run_id: str | None =
     return 0
 
 
+def _add_plot(sub) -> None:
+    p = _command(sub, "plot", "draw a sweep's objective against each searched param and the compression ratio, "
+                              "from MLflow alone")
+    _completer(p.add_argument("--name", required=True, help="sweep name (list them: hypercl sweeps)"),
+               complete_sweep_names)
+    p.add_argument("--out", metavar="PNG", help="where the figure goes (default: <runs-dir>/sweeps/<name>/"
+                                                "sweep_plot.png; also logged on the sweep's parent run)")
+    _add_tracking(p)
+    p.set_defaults(func=cmd_plot)
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from orchestrator.sweep_plot import plot_sweep
+
+    uri, name = _sweep_uri(args)
+    print(f"wrote {plot_sweep(uri, Path(args.runs_dir), name, Path(args.out) if args.out else None)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="hypercl", description=DESCRIPTION, epilog=EPILOG, formatter_class=_HelpFormatter)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -644,6 +663,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_best(sub)
     _add_rerun(sub)
     _add_robustness(sub)
+    _add_plot(sub)
     for command in sub.choices.values():  # every subcommand alike, whoever added it
         command.formatter_class = _HelpFormatter
         _add_verbosity(command, top=False)

@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 # 8 trials of SplitMNIST CL1 (300 iterations per task) from the smoke space,
 # Optuna TPE + ASHA, 2 at a time on local Ray, tracked in MLflow (SQLite).
 demo: $(STAMP)
-	$(BIN)/hypercl sweep --space smoke --preset split_mnist_cl1 --set train.iters_per_task=300 \
+	$(BIN)/hypercl sweep --space smoke --config split_mnist_cl1 --set train.iters_per_task=300 \
 		--num-samples 8 --max-concurrent 2 --scheduler asha --runs-dir $(RUNS)
 
 test: $(STAMP)

@@ -97,7 +97,7 @@ class Plan:
         return self.num_samples, self.max_concurrent, self.scheduler
 
     def start_args(self, runs: Path, overrides: list[str], name: str | None = None) -> list[str]:
-        args = ["sweep", "--space", "smoke", "--preset", "split_mnist_cl1", "--num-samples", str(self.num_samples),
+        args = ["sweep", "--space", "smoke", "--config", "split_mnist_cl1", "--num-samples", str(self.num_samples),
                 "--max-concurrent", str(self.max_concurrent), "--scheduler", self.scheduler, "--seed",
                 str(self.tpe_seed), "--runs-dir", str(runs), "--name", name or self.name]
         for item in [*TINY, *overrides]:

@@ -48,7 +48,7 @@ def main() -> None:
     config = args.out / name / "config.yaml"
     rerun = f"tir-actors-{stamp}"
     start = time.perf_counter()
-    subprocess.run([str(bin_dir / "hypercl"), "rerun", str(config), "--seeds", "1", "--cpus-per-subsystem", "0.5",
+    subprocess.run([str(bin_dir / "hypercl"), "rerun", "--config", str(config), "--seeds", "1", "--cpus-per-subsystem", "0.5",
                     "--runs-dir", str(args.out), "--name", rerun], check=True)
     actors_wall = time.perf_counter() - start
     trial_results = next((args.out / "sweeps" / rerun / "tune").glob("*/run/results.json"))

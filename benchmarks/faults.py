@@ -257,7 +257,7 @@ def clean(a: dict, exit_code: int) -> bool:
 
 
 def rerun_args(config: Path, seeds: int, concurrency: int, runs: Path, name: str, extra: list[str] = ()) -> list[str]:
-    return ["rerun", str(config), "--seeds", str(seeds), "--max-concurrent", str(concurrency), "--runs-dir", str(runs),
+    return ["rerun", "--config", str(config), "--seeds", str(seeds), "--max-concurrent", str(concurrency), "--runs-dir", str(runs),
             "--name", name, *extra]
 
 

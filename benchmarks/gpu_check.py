@@ -92,7 +92,7 @@ def sweep_throughput(out: Path, dry: bool, trials: int, iters: int, per_gpu: lis
         share = ["--gpus-per-subsystem", "0", "--cpus-per-subsystem", "0.5"] if dry else [
             "--gpus-per-subsystem", f"{1 / k:g}"]
         overrides = [f"train.iters_per_task={iters}"] + (["benchmark.num_tasks=2", "device=cpu"] if dry else [])
-        cmd = ["sweep", "--space", "smoke", "--preset", "split_mnist_cl1", "--num-samples", str(trials),
+        cmd = ["sweep", "--space", "smoke", "--config", "split_mnist_cl1", "--num-samples", str(trials),
                "--max-concurrent", str(k), *share, "--runs-dir", str(out / "sweeps"), "--name", f"per-gpu-{k}",
                "--top", "1"]
         for item in overrides:

@@ -34,7 +34,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/benchmarks"))
     args = parser.parse_args()
     name = f"overhead-{dt.datetime.now():%Y%m%d-%H%M%S}"
-    cmd = ["hypercl", "sweep", "--space", "smoke", "--preset", "split_mnist_cl1", "--set",
+    cmd = ["hypercl", "sweep", "--space", "smoke", "--config", "split_mnist_cl1", "--set",
            f"train.iters_per_task={args.iters}", "--num-samples", str(args.samples), "--max-concurrent",
            str(args.concurrency), "--runs-dir", str(args.out), "--name", name]
     start = time.perf_counter()

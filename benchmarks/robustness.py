@@ -47,7 +47,7 @@ def main() -> None:
         name = args.resume.name
         cmd = [hypercl, "robustness", "--resume", str(args.resume)]
     else:
-        cmd = [hypercl, "robustness", "--preset", args.preset, "--n-archs", str(args.n_archs), "--bins",
+        cmd = [hypercl, "robustness", "--config", args.preset, "--n-archs", str(args.n_archs), "--bins",
                str(args.bins), "--set", f"train.iters_per_task={args.iters}", "--max-concurrent",
                str(args.concurrency), "--runs-dir", str(args.out), "--name", name]
         for item in args.overrides:

@@ -50,12 +50,12 @@ def main() -> None:
     sweeps = args.runs_dir / "sweeps"
     exported = sweeps / name / "best.yaml"
     steps = [
-        (sweeps / name, ["hypercl", "sweep", "--space", args.space, "--preset", args.preset, "--num-samples",
+        (sweeps / name, ["hypercl", "sweep", "--space", args.space, "--config", args.preset, "--num-samples",
                          str(args.samples), "--scheduler", "asha", "--max-concurrent", "1", "--name", name,
                          "--runs-dir", str(args.runs_dir)]),
         (exported, ["hypercl", "best", "--name", name, "--top", "1", "--export", str(exported), "--runs-dir",
                     str(args.runs_dir)]),
-        (sweeps / rerun, ["hypercl", "rerun", str(exported), "--seeds", str(args.seeds), "--max-concurrent", "2",
+        (sweeps / rerun, ["hypercl", "rerun", "--config", str(exported), "--seeds", str(args.seeds), "--max-concurrent", "2",
                           "--name", rerun, "--runs-dir", str(args.runs_dir)]),
     ]
     for done_when, cmd in steps:

@@ -27,7 +27,7 @@ TASKS = 2
 
 
 def _sweep_args(runs: Path, name: str) -> list[str]:
-    args = ["sweep", "--space", "smoke", "--preset", "split_mnist_cl1", "--num-samples", str(N),
+    args = ["sweep", "--space", "smoke", "--config", "split_mnist_cl1", "--num-samples", str(N),
             "--max-concurrent", "1", "--runs-dir", str(runs), "--name", name]
     for item in TINY_SWEEP:
         args += ["--set", item]

@@ -50,7 +50,7 @@ def test_cluster_sweep_on_postgres_survives_a_driver_kill_and_the_loss_of_its_fo
                   "--gpus-per-subsystem", "0", "--data-root", str(data_root), "--runs-dir", str(runs)]
     tiny = [arg for item in TINY_SWEEP for arg in ("--set", item)]
     try:
-        sweep_args = ["sweep", "--space", "smoke", "--preset", "split_mnist_cl1", "--num-samples", "3",
+        sweep_args = ["sweep", "--space", "smoke", "--config", "split_mnist_cl1", "--num-samples", "3",
                       "--max-concurrent", "2", "--name", "pg", "--study-storage", study_storage, *on_cluster, *tiny]
         driver = Driver(sweep_args, tmp_path / "first.log")
         assert driver.wait(kill_when=lambda: _finished(server.uri, "pg") >= 1) == -9, driver.tail()
@@ -68,11 +68,11 @@ def test_cluster_sweep_on_postgres_survives_a_driver_kill_and_the_loss_of_its_fo
         exported = tmp_path / "best.yaml"
         assert main(["best", "--name", "pg", "--tracking-uri", server.uri, "--runs-dir", str(runs),
                      "--export", str(exported)]) == 0
-        assert main(["rerun", str(exported), "--seeds", "2", "--name", "pg-rerun", *on_cluster]) == 0
+        assert main(["rerun", "--config", str(exported), "--seeds", "2", "--name", "pg-rerun", *on_cluster]) == 0
         ray.shutdown()
         assert _finished(server.uri, "pg-rerun") == 2
 
-        assert main(["robustness", "--preset", "split_mnist_cl1", "--n-archs", "2", "--bins", "1", "--ratio-range",
+        assert main(["robustness", "--config", "split_mnist_cl1", "--n-archs", "2", "--bins", "1", "--ratio-range",
                      "0.05", "1.0", "--name", "pg-rob", *on_cluster, *tiny]) == 0
         ray.shutdown()
         shutil.rmtree(runs / "sweeps")

@@ -90,7 +90,7 @@ def mlflow_server(tmp_path):
 
 
 def test_sweep_logs_to_a_tracking_server(tmp_path, mlflow_server, capsys, data_root):
-    args = ["sweep", "--space", "smoke", "--preset", "split_mnist_cl1", "--num-samples", "2", "--max-concurrent",
+    args = ["sweep", "--space", "smoke", "--config", "split_mnist_cl1", "--num-samples", "2", "--max-concurrent",
             "2", "--runs-dir", str(tmp_path / "runs"), "--name", "srv", "--tracking-uri", mlflow_server]
     for item in TINY_SWEEP:
         args += ["--set", item]

@@ -26,7 +26,7 @@ def _rows(path) -> list[dict[str, str]]:
 
 @pytest.mark.slow
 def test_tiny_study_end_to_end_and_plot_only_redraws_it_from_mlflow(tmp_path, capsys, data_root):
-    args = ["robustness", "--preset", "split_mnist_cl1", "--n-archs", "4", "--bins", "2", "--ratio-range", "0.05",
+    args = ["robustness", "--config", "split_mnist_cl1", "--n-archs", "4", "--bins", "2", "--ratio-range", "0.05",
             "1.0", "--runs-dir", str(tmp_path), "--name", "rb", *TINY]
     assert main(args) == 0
     ray.shutdown()
@@ -63,7 +63,7 @@ def test_tiny_study_end_to_end_and_plot_only_redraws_it_from_mlflow(tmp_path, ca
 
 @pytest.mark.slow
 def test_failed_architectures_are_listed_with_their_error(tmp_path, capsys, data_root):
-    args = ["robustness", "--preset", "split_mnist_cl1", "--n-archs", "2", "--bins", "1", "--runs-dir",
+    args = ["robustness", "--config", "split_mnist_cl1", "--n-archs", "2", "--bins", "1", "--runs-dir",
             str(tmp_path), "--name", "bad", "--set", "device=cuda:99", *TINY]
     assert main(args) == 1  # no architecture finished
     ray.shutdown()
@@ -81,7 +81,7 @@ def test_failed_architectures_are_listed_with_their_error(tmp_path, capsys, data
     (["--set", "hnet.chunk_dim=null", "--set", "hnet.hidden=[5]"], "conflicts with the study"),
 ])
 def test_bad_study_requests_exit_2_and_create_nothing(tmp_path, capsys, extra, message):
-    args = ["robustness", "--preset", "split_mnist_cl1", "--runs-dir", str(tmp_path), "--name", "x", *extra]
+    args = ["robustness", "--config", "split_mnist_cl1", "--runs-dir", str(tmp_path), "--name", "x", *extra]
     assert main(args) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and "Traceback" not in err

@@ -34,7 +34,7 @@ def best_records(runs: list, metric: str) -> list[dict[str, Any]]:
 
 
 def best_json(records: list[dict[str, Any]], sweep: str, metric: str, mode: str | None) -> str:
-    return json.dumps({"sweep": sweep, "metric": metric, "mode": mode, "runs": records}, indent=2)
+    return json.dumps({"sweep": sweep, "metric": metric, "mode": mode, "runs": records}, indent=2) + "\n"
 
 
 def best_csv(records: list[dict[str, Any]], metric: str) -> str:

@@ -97,40 +97,42 @@ def _completer(action: argparse.Action, complete: Callable[..., Iterable[str]]) 
     return action
 
 
-def complete_configs(prefix: str, **_) -> list[str]:
-    """--config: preset names, then YAML files and folders."""
+def _names_then_yaml_files(names: list[str], prefix: str) -> list[str]:
+    """Built-in names first (what is usually meant), then YAML files and folders, as a path is typed."""
     from argcomplete.completers import FilesCompleter  # noqa: PLC0415
 
+    return [name for name in names if name.startswith(prefix)] + list(FilesCompleter(("yaml", "yml"))(prefix))
+
+
+def complete_configs(prefix: str, **_) -> list[str]:
+    """--config: preset names, then YAML files."""
     from hypercl_core.config import available_presets  # noqa: PLC0415
 
-    return [name for name in available_presets() if name.startswith(prefix)] + [
-        path for path in FilesCompleter(("yaml", "yml"))(prefix)]
+    return _names_then_yaml_files(available_presets(), prefix)
 
 
 def complete_spaces(prefix: str, **_) -> list[str]:
-    """--space: built-in search space names, then YAML files and folders."""
-    from argcomplete.completers import FilesCompleter  # noqa: PLC0415
-
+    """--space: built-in search space names, then YAML files."""
     from search_spaces.space import available_spaces  # noqa: PLC0415
 
-    return [name for name in available_spaces() if name.startswith(prefix)] + [
-        path for path in FilesCompleter(("yaml", "yml"))(prefix)]
+    return _names_then_yaml_files(available_spaces(), prefix)
+
+
+def _sweep_folders_on_the_line(parsed_args: argparse.Namespace) -> list[Path]:
+    """The sweep folders under the --runs-dir typed so far on the command line (else runs/)."""
+    from orchestrator.listing import sweep_folders  # noqa: PLC0415
+
+    return sweep_folders(Path(getattr(parsed_args, "runs_dir", None) or "runs"))
 
 
 def complete_sweep_names(prefix: str, parsed_args: argparse.Namespace, **_) -> list[str]:
-    """--name of best and robustness: the sweeps under --runs-dir (as typed so far on the line)."""
-    from orchestrator.listing import sweep_folders  # noqa: PLC0415
-
-    runs_dir = Path(getattr(parsed_args, "runs_dir", None) or "runs")
-    return [folder.name for folder in sweep_folders(runs_dir) if folder.name.startswith(prefix)]
+    """--name of best and robustness: the sweeps under --runs-dir."""
+    return [f.name for f in _sweep_folders_on_the_line(parsed_args) if f.name.startswith(prefix)]
 
 
 def complete_sweep_folders(prefix: str, parsed_args: argparse.Namespace, **_) -> list[str]:
     """--resume of sweep, rerun and robustness: the sweep folders under --runs-dir."""
-    from orchestrator.listing import sweep_folders  # noqa: PLC0415
-
-    runs_dir = Path(getattr(parsed_args, "runs_dir", None) or "runs")
-    return [str(folder) for folder in sweep_folders(runs_dir) if str(folder).startswith(prefix)]
+    return [str(f) for f in _sweep_folders_on_the_line(parsed_args) if str(f).startswith(prefix)]
 
 
 def _add_config(p: argparse.ArgumentParser, required: str, what: str, set_what: str) -> None:
@@ -491,8 +493,8 @@ def cmd_best(args: argparse.Namespace) -> int:
         from orchestrator.best_formats import best_csv, best_json, best_records  # noqa: PLC0415
 
         records = best_records(runs, args.metric)
-        print(best_json(records, name, args.metric, args.mode) if args.format == "json"
-              else best_csv(records, args.metric), end="\n" if args.format == "json" else "")
+        sys.stdout.write(best_json(records, name, args.metric, args.mode) if args.format == "json"
+                         else best_csv(records, args.metric))
     if args.export:
         export_config(runs[0], Path(args.export), args.metric)
         note(f"exported the best config to {args.export}; rerun it over seeds with: "

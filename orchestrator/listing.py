@@ -105,6 +105,7 @@ def sweep_row(folder: Path) -> SweepRow:
     if not isinstance(spec, dict):
         return SweepRow(folder.name, "?", f"unreadable {SPEC} (not a mapping)", None, None, "-", folder)
     kind = str(spec.get("kind", "?"))
+    # as SweepSpec.total_trials (orchestrator.sweep imports Ray: seconds a listing need not wait)
     total = spec.get("num_samples") if kind == "sweep" else len(spec.get("variants") or [])
     name = str(spec.get("name") or folder.name)
     if not spec.get("parent_run_id"):  # the folder exists; its driver stopped before MLflow had a run
@@ -154,8 +155,8 @@ def _driver_alive(folder: Path) -> bool:
         os.kill(pid, 0)  # signal 0: only asks whether the process exists
     except ProcessLookupError:
         return False
-    except PermissionError:  # someone else's process: alive
-        return True
+    except PermissionError:  # it exists, as another user's process
+        pass
     return True
 
 

@@ -304,6 +304,33 @@ def test_quiet_leaves_results_only_and_verbose_says_what_was_decided(runs, tmp_p
     assert "ranking by the sweep's objective: final_acc (max)" in err
 
 
+def test_verbosity_levels_of_hypercls_own_log(capsys):
+    """What sweep progress and hints go through: -q keeps warnings (a failed trial), -v adds INFO."""
+    from orchestrator.console import log, note
+
+    def said() -> list[str]:
+        note("a hint")
+        log.info("a decision")
+        log.warning("a failed trial")
+        return capsys.readouterr().err.splitlines()
+
+    assert said() == ["a hint", "a failed trial"]
+    set_verbosity(quiet=True, verbose=0)
+    assert said() == ["a failed trial"]
+    set_verbosity(quiet=False, verbose=1)
+    assert said() == ["a hint", "a decision", "a failed trial"]
+
+
+def test_quiet_run_prints_its_result_and_nothing_else(tmp_path, capsys, data_root):
+    tiny = ["benchmark.num_tasks=2", "train.iters_per_task=5", "target.hidden=[16]", "device=cpu"]
+    args = ["run", "-q", "--config", "split_mnist_cl1", "--runs-dir", str(tmp_path), "--name", "r",
+            "--data-root", str(data_root), *[item for s in tiny for item in ("--set", s)]]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert captured.err == ""  # no progress bar, no "run folder:" line
+    assert "final_acc" in captured.out and (tmp_path / "r" / "results.json").is_file()
+
+
 # ---- run --print-config, rerun --set --------------------------------------------------------------------------
 
 

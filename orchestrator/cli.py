@@ -222,7 +222,7 @@ def _add_samples(sub) -> None:
 def cmd_samples(args: argparse.Namespace) -> int:
     from hypercl_core.errors import UserError  # noqa: PLC0415
     from hypercl_core.experiment import resume_run  # noqa: PLC0415
-    from hypercl_core.replay.grid import plot_sample_grid  # noqa: PLC0415
+    from hypercl_core.replay.grid import plot_sample_grid, sample_grid_title  # noqa: PLC0415
 
     import torch  # noqa: PLC0415
 
@@ -240,7 +240,7 @@ def cmd_samples(args: argparse.Namespace) -> int:
     digits = exp.cfg.benchmark.name == "class_mnist"
     labels = [f"digit {model.bench.tasks[t].class_offset}" if digits else f"task {t}" for t in tasks]
     out = Path(args.out) if args.out else Path(args.run_dir) / "samples.png"
-    title = f"{exp.cfg.benchmark.name}, {exp.cfg.method.name}: {exp.tasks_done} tasks learned"
+    title = sample_grid_title(exp.cfg, exp.tasks_done, Path(args.run_dir).name)
     plot_sample_grid(after_learning, after_all, labels, title, out)
     print(f"wrote {out}")
     return 0
@@ -419,7 +419,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print("\n" + "\n".join(outcome.outcomes.lines(spec.scheduler)))
     if outcome.finished_trials:
         _print_best(spec.tracking_uri, spec.name, spec.metric, args.top, spec.mode)
-        _print_ui_hint(spec.tracking_uri)
+        _print_ui_hint(spec.tracking_uri, spec.experiment_id)
     return _exit_status(outcome, f"hypercl sweep --resume {folder}", folder)
 
 
@@ -510,14 +510,21 @@ def _print_best(uri: str, name: str, metric: str, top: int, mode: str | None = N
     print(format_table(runs, metric))
 
 
-def _print_ui_hint(uri: str) -> None:
-    """Where to browse the results (stdout, beside the table it follows; not with -q)."""
+def _print_ui_hint(uri: str, experiment_id: str | None) -> None:
+    """Where to browse the results (stdout, beside the table it follows; not with -q).
+
+    The link names the experiment and `workflowType=machine_learning`: MLflow 3.17's UI reads the
+    view from there (or from what the browser last chose), not from the experiment's kind tag, and
+    otherwise opens on its GenAI overview (traces, token usage) with the runs out of sight.
+    """
     if quiet():
         return
+    page = f"/#/experiments/{experiment_id}/runs?workflowType=machine_learning" if experiment_id else ""
     if uri.startswith("sqlite:///"):
-        print(f"open the MLflow UI: mlflow ui --backend-store-uri {uri} --port 5000  (then http://127.0.0.1:5000)")
+        print(f"open the MLflow UI: mlflow ui --backend-store-uri {uri} --port 5000  (then "
+              f"http://127.0.0.1:5000{page})")
     else:
-        print(f"open the MLflow UI at {uri}")
+        print(f"open the MLflow UI at {uri.rstrip('/')}{page}")
 
 
 def _add_rerun(sub) -> None:
@@ -564,7 +571,7 @@ def cmd_rerun(args: argparse.Namespace) -> int:
         mean = sum(values) / len(values)
         print(f"{spec.metric}: {mean:.4f} ± {sweep.sem(values):.4f} (SEM over {len(values)} of "
               f"{spec.total_trials} seeds)")
-    _print_ui_hint(spec.tracking_uri)
+    _print_ui_hint(spec.tracking_uri, spec.experiment_id)
     return 0
 
 
@@ -677,10 +684,13 @@ def main(argv: list[str] | None = None) -> int:
 
     from orchestrator.interrupts import sigterm_like_ctrl_c  # noqa: PLC0415
 
+    from hypercl_core.provenance import record_command  # noqa: PLC0415
+
     parser = build_parser()
     argcomplete.autocomplete(parser)  # answers a shell's completion request and exits; otherwise does nothing
     args = parser.parse_args(argv)
     set_verbosity(args.quiet, args.verbose)
+    record_command(["hypercl", *(sys.argv[1:] if argv is None else argv)])  # what every result's provenance names
     sigterm_like_ctrl_c()
     try:
         return args.func(args)

@@ -220,7 +220,7 @@ class TrialTracker:
 
     def monitor_system(self):
         """MLflow's system metrics (CPU, memory, disk, network; GPU where NVML sees one) under `system/`,
-        until the run ends; stop it with `.finish()`."""
+        until the run ends (it checks its status every sample) or `.finish()` stops it."""
         from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor  # noqa: PLC0415
 
         monitor = SystemMetricsMonitor(self.run_id, resume_logging=self.resumed, tracking_uri=self.uri)

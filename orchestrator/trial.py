@@ -69,6 +69,7 @@ class TrialContext:
 def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     # Ray Train announces every report at INFO; with a report per task that drowns the progress lines.
     logging.getLogger("ray.train").setLevel(logging.WARNING)
+    logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)  # its start/stop notes, from every trial
     key = config[TRIAL_KEY]
     origin = {**ctx.origin, "host": socket.gethostname()}
     tracker = TrialTracker(ctx.tracking_uri, ctx.experiment_id, ctx.parent_run_id, key, _run_name(key, ctx), origin)
@@ -85,8 +86,6 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     extra = {"compression_ratio": counts.compression_ratio, "infeasible": 0}
     proxies = spawn_subsystems(cfg, ctx.placement, ctx.data_root)
     tracker.log_config(cfg.model_dump(), cfg.flat(), {"compression_ratio": f"{counts.compression_ratio:.6f}"})
-    if ctx.system_metrics:
-        tracker.monitor_system()  # a daemon thread; it stops itself once the run is no longer RUNNING
     tracker.set_tags({"hypercl.worker_pid": os.getpid(), "hypercl.tune_trial_id": tune.get_context().get_trial_id(),
                       **{f"placement.{name}": json.dumps(p.placement()) for name, p in proxies.items()}})
     run_dir = Path(tune.get_context().get_trial_dir()) / "run"
@@ -114,7 +113,12 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
         tracker.finish(exp.write_results(), run_dir, step=last)
         tune.report({**exp.metrics(last - 1), **extra, **told})
         return
-    exp.run(on_task_end=on_task_end, show_progress=False)
+    monitor = tracker.monitor_system() if ctx.system_metrics else None
+    try:
+        exp.run(on_task_end=on_task_end, show_progress=False)
+    finally:  # a trial Tune stops mid-task never gets here: its monitor ends with its run's status
+        if monitor is not None:
+            monitor.finish()
 
 
 def _run_name(key: str, ctx: TrialContext) -> str:

@@ -22,3 +22,14 @@ TINY_SWEEP = [
     "train.eval_batch_size=5000",
     "device=cpu",
 ]
+
+
+@pytest.fixture
+def mlflow_at():
+    """Point MLflow's fluent API (mlflow.search_runs, ...) at a store for one test, and back afterwards:
+    its tracking URI is process-wide, and a later test would read the wrong store."""
+    import mlflow
+
+    before = mlflow.get_tracking_uri()
+    yield mlflow.set_tracking_uri
+    mlflow.set_tracking_uri(before)

@@ -36,7 +36,7 @@ def _trial_runs(uri: str, name: str) -> list:
     return client.search_runs([experiment.experiment_id], filter_string=f"tags.`{KIND}` = 'trial'")
 
 
-def test_sweep_tracks_every_trial_and_best_agrees_with_mlflow(tmp_path, capsys, data_root, monkeypatch):
+def test_sweep_tracks_every_trial_and_best_agrees_with_mlflow(tmp_path, capsys, data_root, monkeypatch, mlflow_at):
     assert main(_sweep_args(tmp_path, "s1", 3, "--scheduler", "asha")) == 0
     ray.shutdown()
     captured = capsys.readouterr()
@@ -49,6 +49,9 @@ def test_sweep_tracks_every_trial_and_best_agrees_with_mlflow(tmp_path, capsys, 
     parents = client.search_runs([experiment.experiment_id], filter_string=f"tags.`{KIND}` = 'sweep'")
     assert len(parents) == 1 and parents[0].info.status == "FINISHED" and parents[0].info.run_name == "s1"
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    # the UI link opens the runs (MLflow 3.17 reads the view from the link, not from the kind tag)
+    assert f"/#/experiments/{experiment.experiment_id}/runs?workflowType=machine_learning" in out
+    assert "trials: 3 — " in out  # how each trial ended, before the ranking
     trials = _trial_runs(uri, "s1")
     assert len(trials) == 3 and len({t.data.tags[TRIAL_ID] for t in trials}) == 3
     study = optuna.load_study(study_name="s1", storage=f"sqlite:///{folder / 'optuna.db'}")
@@ -81,7 +84,7 @@ def test_sweep_tracks_every_trial_and_best_agrees_with_mlflow(tmp_path, capsys, 
 
     # `best` must rank exactly as MLflow's own search does
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)  # what mlflow.set_tracking_uri sets; restored below
-    mlflow.set_tracking_uri(uri)
+    mlflow_at(uri)
     reference = mlflow.search_runs(
         experiment_ids=[experiment.experiment_id],
         filter_string=f"tags.`{KIND}` = 'trial' and attributes.status = 'FINISHED'",
@@ -90,7 +93,10 @@ def test_sweep_tracks_every_trial_and_best_agrees_with_mlflow(tmp_path, capsys, 
     # params are plain text: the UI's filter on a string param finds the runs (JSON-encoded, it found none)
     elu = mlflow.search_runs(experiment_ids=[experiment.experiment_id],
                              filter_string=f"tags.`{KIND}` = 'trial' and params.`hnet.activation` = 'elu'")
-    assert len(elu) == 3
+    assert set(elu["run_id"]) == {r.info.run_id for r in trials if decode_params(r.data.params)["hnet.activation"]
+                                  == "elu"}
+    assert not len(mlflow.search_runs(experiment_ids=[experiment.experiment_id],
+                                      filter_string="params.`hnet.activation` = '\"elu\"'"))
     monkeypatch.delenv("MLFLOW_TRACKING_URI")  # else every command below would default to the s1 store
     assert main(["best", "--name", "s1", "--runs-dir", str(tmp_path), "--top", "3",
                  "--export", str(tmp_path / "exports" / "best.yaml")]) == 0  # folder made for it

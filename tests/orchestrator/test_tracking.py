@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from pathlib import Path
 
 import mlflow
@@ -39,7 +40,7 @@ def _trial(uri: str, tracker: SweepTracker, parent: str, key: str, cfg, origin: 
     return trial
 
 
-def test_a_sweeps_runs_filter_by_plain_params_and_carry_their_provenance(tmp_path, monkeypatch):
+def test_a_sweeps_runs_filter_by_plain_params_and_carry_their_provenance(tmp_path, mlflow_at):
     uri = embedded_uri(tmp_path)
     origin = provenance("hypercl sweep --space smoke --name s")
     tracker = SweepTracker(uri, "s", artifact_root=tmp_path / "artifacts")
@@ -52,7 +53,7 @@ def test_a_sweeps_runs_filter_by_plain_params_and_carry_their_provenance(tmp_pat
     client = MlflowClient(uri)
     experiment = client.get_experiment(tracker.experiment_id)
     assert experiment.tags[EXPERIMENT_KIND[0]] == "custom_model_development"  # the UI opens on training runs
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow_at(uri)
     found = mlflow.search_runs([tracker.experiment_id], filter_string="params.`hnet.activation` = 'elu'")
     assert sorted(found["run_id"]) == sorted([runs["t0000"], runs["t0002"]])
     found = mlflow.search_runs([tracker.experiment_id], filter_string="params.`hnet.hidden` = '[10,10]'")
@@ -99,3 +100,18 @@ def test_the_score_matrix_table_is_one_based_with_gaps_before_a_task_is_learned(
     table = matrix_table([[99.0, None, None], [98.5, 97.0, None], [98.0, 96.5, 99.5]])
     assert table == {"after_task": [1, 2, 3], "task_1": [99.0, 98.5, 98.0], "task_2": [None, 97.0, 96.5],
                      "task_3": [None, None, 99.5]}
+
+
+def test_system_metrics_are_logged_on_the_trial_run_until_it_stops(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.2")  # 10 s by default
+    uri = embedded_uri(tmp_path)
+    tracker = SweepTracker(uri, "s")
+    trial = TrialTracker(uri, tracker.experiment_id, tracker.parent_run("sweep"), "t0000", "trial-t0000")
+    monitor = trial.monitor_system()
+    client, deadline = MlflowClient(uri), time.monotonic() + 30
+    while "system/cpu_utilization_percentage" not in client.get_run(trial.run_id).data.metrics:
+        assert time.monotonic() < deadline, "no system metric logged in 30 s"
+        time.sleep(0.2)
+    monitor.finish()
+    assert not monitor._process  # stopped: a trial's monitor thread does not outlive its trial
+    assert "system/system_memory_usage_megabytes" in client.get_run(trial.run_id).data.metrics

@@ -129,6 +129,36 @@ def test_sweep_tracks_every_trial_and_best_agrees_with_mlflow(tmp_path, capsys, 
     assert "hypercl rerun --resume sweeps/r1" in capsys.readouterr().err
 
 
+def test_an_architecture_beyond_the_bound_is_never_trained_and_told_to_the_study_as_a_violated_constraint(
+        tmp_path, capsys, data_root):
+    # on the tiny target, [5, 5] meets the bound 0.5 (excess -0.15) and [100, 100] cannot (excess +1.96)
+    space = tmp_path / "tight.yaml"
+    space.write_text(yaml.safe_dump({"name": "tight", "max_compression_ratio": 0.5,
+                                     "params": {"hnet.hidden": {"choice": [[5, 5], [100, 100]]}}}))
+    args = _sweep_args(tmp_path, "tight", 4)
+    args[args.index("smoke")] = str(space)
+    assert main(args) == 0
+    ray.shutdown()
+    assert "rejected before training (no chunk size meets the compression bound)" in capsys.readouterr().out
+    folder = tmp_path / "sweeps" / "tight"
+    client = MlflowClient(embedded_uri(folder))
+    runs = {r.data.tags[TRIAL_ID]: r for r in _trial_runs(embedded_uri(folder), "tight")}
+    study = optuna.load_study(study_name="tight", storage=f"sqlite:///{folder / 'optuna.db'}")
+    wide = [t for t in study.trials if t.params["hnet.hidden"] == "[100, 100]"]
+    assert wide and len(wide) < len(study.trials)  # both kinds drawn (TPE's start-up draws are seeded)
+    for trial in study.trials:
+        run = runs[f"t{trial.number:04d}"]
+        assert trial.user_attrs["mlflow_run_id"] == run.info.run_id
+        if trial in wide:  # never trained: no metric, no artifact; PRUNED with no made-up score
+            assert run.info.status == "KILLED" and "hypercl.infeasible" in run.data.tags
+            assert not run.data.metrics and not client.list_artifacts(run.info.run_id)
+            assert trial.state == optuna.trial.TrialState.PRUNED and trial.value is None
+            assert trial.constraints["compression_excess"] > 1
+        else:
+            assert run.info.status == "FINISHED" and trial.state == optuna.trial.TrialState.COMPLETE
+            assert trial.constraints["compression_excess"] < 0
+
+
 def test_bad_sweep_inputs_exit_2_and_record_nothing(tmp_path, capsys):
     bad_space = tmp_path / "bad.yaml"
     bad_space.write_text(yaml.safe_dump({"name": "bad", "params": {"hnet.hidden": {"choice": []}}}))

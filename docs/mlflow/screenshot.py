@@ -5,7 +5,8 @@ the system's Chromium, e.g. Debian's `chromium` package, so no browser download 
 `mlflow ui` serving the sweep's store on loopback:
 
     mlflow ui --backend-store-uri sqlite:///runs/sweeps/<name>/mlflow.db --host 127.0.0.1 --port 5077
-    python docs/mlflow/screenshot.py --url http://127.0.0.1:5077 --experiment 1 --out docs/mlflow/runs_filtered.png
+    python docs/mlflow/screenshot.py --url http://127.0.0.1:5077 --experiment 1 --sweep <name> \
+        --out docs/mlflow/runs_filtered.png
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", default="http://127.0.0.1:5077")
     parser.add_argument("--experiment", default="1")
+    parser.add_argument("--sweep", required=True, help="the sweep's name (its parent run's, expanded to show its trials)")
     parser.add_argument("--filter", default=FILTER)
     parser.add_argument("--columns", nargs="*", default=["Dataset", "Models", "User", "Version", "hnet.activation", "method.beta", "final_acc"],
                         help="columns to toggle (Dataset and Models are on by default: off)")
@@ -37,7 +39,7 @@ def main() -> None:
         page.goto(f"{args.url}/#/experiments/{args.experiment}/runs?{query}")
         page.wait_for_selector("text=matching runs", timeout=60_000)
         page.get_by_role("button", name="Close").last.click()  # the Assistant side panel
-        page.get_by_role("row").filter(has_text="demo").get_by_role("button").first.click()  # expand the parent
+        page.get_by_role("row").filter(has_text=args.sweep).get_by_role("button").first.click()  # expand the parent
         for column in args.columns:  # provenance, the filtered param and the objective beside each run
             page.get_by_test_id("column-selection-dropdown").filter(has_text="Columns").click()
             page.get_by_placeholder("Search columns").fill(column)

@@ -4,9 +4,6 @@ This package is the command's front door (`python -m hypercl`, `hypercl.__versio
 hypercl_core (models, methods, training) and orchestrator (sweeps, MLflow, the command line).
 """
 
-from importlib.metadata import PackageNotFoundError, version
+from hypercl_core.provenance import package_version
 
-try:
-    __version__ = version("hypercl")
-except PackageNotFoundError:  # a source tree on sys.path that was never `pip install`ed
-    __version__ = "0+unknown"
+__version__ = package_version()

@@ -3,5 +3,3 @@
 Nothing in this package imports Ray or MLflow; the orchestrator wraps these
 objects for distribution and tracking.
 """
-
-__version__ = "0.1.0"

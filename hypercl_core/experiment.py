@@ -24,7 +24,7 @@ from hypercl_core.config import ExperimentConfig, build_config, read_yaml_tree
 from hypercl_core.data.tasks import require_data
 from hypercl_core.errors import UserError
 from hypercl_core.methods import Subsystem, build_learner, resolve_device
-from hypercl_core.provenance import provenance
+from hypercl_core.provenance import provenance, resumed_origin
 from hypercl_core.metrics import ScoreMatrix, lower_is_better, matrix_names, plot_matrix, primary_metric, score_name
 from hypercl_core.seeding import seed_everything
 
@@ -65,6 +65,7 @@ class Experiment:
             "matrices": {n: m.to_list() for n, m in self.matrices.items()},
             "task_stats": self.task_stats,
             "config": self.cfg.model_dump(),
+            "origin": self.origin,
         }
         tmp = self.run_dir / (CHECKPOINT + ".tmp")
         torch.save(state, tmp)
@@ -89,6 +90,8 @@ class Experiment:
             self.matrices[name] = ScoreMatrix.from_list(rows, self.matrices[name].higher_is_better)
         self.task_stats = state["task_stats"]
         self.tasks_done = state["tasks_done"]
+        if "origin" in state:  # the session that started the run stays its provenance; this one is appended
+            self.origin = resumed_origin(state["origin"], self.origin)
 
     # -- the loop ---------------------------------------------------------
     def run(self, on_task_end: TaskEndHook | None = None, show_progress: bool = True) -> dict:

@@ -16,8 +16,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-from hypercl_core import __version__
-
 _CHECKOUT = Path(__file__).resolve().parent.parent  # the folder holding hypercl_core/
 _command: list[str] | None = None  # the hypercl command this process runs, once the CLI has parsed it
 
@@ -43,10 +41,11 @@ def code_version() -> dict[str, str | bool | None]:
 
 
 def package_version() -> str:
+    """The installed package's version (pyproject.toml is its one source)."""
     try:
         return importlib.metadata.version("hypercl")
-    except importlib.metadata.PackageNotFoundError:  # run from a source tree that was never installed
-        return __version__
+    except importlib.metadata.PackageNotFoundError:  # a source tree on sys.path that was never `pip install`ed
+        return "0+unknown"
 
 
 def record_command(argv: list[str]) -> None:
@@ -59,6 +58,14 @@ def command_line() -> str:
     """The command as the user typed it (program name without its folder), quoted for a shell."""
     argv = _command if _command is not None else sys.argv
     return shlex.join([Path(argv[0]).name, *argv[1:]]) if argv else ""
+
+
+def resumed_origin(first: dict, now: dict) -> dict:
+    """The first session's provenance, which a resumed result keeps, with every later session's appended and
+    `code_changed` set once any of them ran other code (another commit, or uncommitted changes)."""
+    later = [*first.get("resumes", []), {k: v for k, v in now.items() if k != "resumes"}]
+    changed = any(s.get("git_commit") != first.get("git_commit") or s.get("git_dirty") for s in later)
+    return {**first, "resumes": later, "code_changed": bool(first.get("code_changed")) or changed}
 
 
 def provenance(command: str | None = None) -> dict[str, str | bool | None]:

@@ -135,7 +135,8 @@ def complete_sweep_folders(prefix: str, parsed_args: argparse.Namespace, **_) ->
     return [str(f) for f in _sweep_folders_on_the_line(parsed_args) if str(f).startswith(prefix)]
 
 
-def _add_config(p: argparse.ArgumentParser, required: str, what: str, set_what: str) -> None:
+def _add_config(p: argparse.ArgumentParser, required: str, what: str, set_what: str,
+                example: str = "'hnet.hidden=[25,25]'") -> None:
     """--config, the one spelling of "the preset or YAML" for every command that starts something, and --set.
 
     `--preset`, its spelling in sweep and robustness before, still works (hidden from help): scripts use it.
@@ -143,12 +144,12 @@ def _add_config(p: argparse.ArgumentParser, required: str, what: str, set_what: 
     _completer(p.add_argument("--config", help=f"preset name (list them: hypercl presets) or config YAML file "
                                                f"{what}; required {required}"), complete_configs)
     p.add_argument("--preset", dest="config", help=argparse.SUPPRESS)
-    _add_overrides(p, set_what)
+    _add_overrides(p, set_what, example)
 
 
-def _add_overrides(p: argparse.ArgumentParser, what: str = "") -> None:
+def _add_overrides(p: argparse.ArgumentParser, what: str = "", example: str = "'hnet.hidden=[25,25]'") -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help=f"override a config key{what}, e.g. --set method.beta=0 or --set 'hnet.hidden=[25,25]' "
+                   help=f"override a config key{what}, e.g. --set method.beta=0 or --set {example} "
                         "(repeatable; none by default)")
 
 
@@ -305,6 +306,10 @@ def _add_cluster(p) -> None:
                         "or 0 for CPUs (default: 1 when the cluster has GPUs, else 0)")
     p.add_argument("--cpus-per-subsystem", type=float, default=0.75,
                    help="CPUs per subsystem actor without GPUs (default 0.75: one CPU per one-subsystem trial)")
+    p.add_argument("--system-metrics", action="store_true",
+                   help="log MLflow's system metrics on every trial run every 10 s: CPU, memory, disk and network "
+                        "of the trial's node (machine-wide, so trials sharing a node log the same), GPU where NVML "
+                        "sees one (default: off)")
     p.add_argument("--data-root", help="MNIST root on every node (default: resolved per node)")
     p.add_argument("--storage", help="where trial checkpoints and Tune logs go, seen by every node: s3://bucket/prefix "
                                      "or a shared folder; needed with --address (default: the sweep folder)")
@@ -326,9 +331,6 @@ def _add_sweep(sub) -> None:
     p.add_argument("--study-storage", metavar="URL",
                    help="database of the Optuna study, e.g. postgresql://user:pw@host:5432/db, so it outlives the "
                         "cluster (default: optuna.db in the sweep folder)")
-    p.add_argument("--system-metrics", action="store_true",
-                   help="log MLflow's system metrics (CPU, memory, disk, network; GPU where present) on every trial "
-                        "run, every 10 s (default: off)")
     _add_cluster(p)
     _add_tracking(p)
     p.set_defaults(func=cmd_sweep)
@@ -358,7 +360,7 @@ def _cluster_options(args: argparse.Namespace) -> dict:
         storage = str(Path(storage).resolve())
     return {"name": args.name, "max_concurrent": args.max_concurrent, "tracking_uri": args.tracking_uri or "",
             "gpus_per_subsystem": args.gpus_per_subsystem, "cpus_per_subsystem": args.cpus_per_subsystem,
-            "data_root": args.data_root, "storage": storage,
+            "data_root": args.data_root, "storage": storage, "system_metrics": args.system_metrics,
             **({"study_storage": args.study_storage} if getattr(args, "study_storage", None) else {})}
 
 
@@ -410,13 +412,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             raise UserError("hypercl sweep needs --space and --config (or --resume SWEEP_DIR); "
                             "list them: hypercl spaces, hypercl presets")
         spec = sweep.plan_sweep(args.space, args.config, args.overrides, num_samples=args.num_samples,
-                                scheduler=args.scheduler, seed=args.seed, system_metrics=args.system_metrics,
-                                **_cluster_options(args))
+                                scheduler=args.scheduler, seed=args.seed, **_cluster_options(args))
         folder = _new_folder(spec, args)
     note(f"sweep folder: {folder}  (resume if interrupted: hypercl sweep --resume {folder})")
     outcome = sweep.start(spec, folder, args.address)
     if outcome.outcomes is not None:
-        print("\n" + "\n".join(outcome.outcomes.lines(spec.scheduler)))
+        counts, *why = outcome.outcomes.lines(spec.scheduler)
+        print("\n" + counts)
+        for line in why:  # why ASHA stopped most trials: a hint, gone with -q
+            note(line)
     if outcome.finished_trials:
         _print_best(spec.tracking_uri, spec.name, spec.metric, args.top, spec.mode)
         _print_ui_hint(spec.tracking_uri, spec.experiment_id)
@@ -577,7 +581,8 @@ def cmd_rerun(args: argparse.Namespace) -> int:
 
 def _add_robustness(sub) -> None:
     p = _command(sub, "robustness", "accuracy vs compression ratio over random hnet architectures (Fig. A7)")
-    _add_config(p, "unless --resume or --plot-only", "(its hnet must be chunked)", " for every architecture")
+    _add_config(p, "unless --resume or --plot-only", "(its hnet must be chunked)", " for every architecture",
+                "train.iters_per_task=300 (not the architecture, which the study samples)")
     p.add_argument("--n-archs", type=int, default=100, help="architectures to train (default 100)")
     p.add_argument("--ratio-range", type=float, nargs=2, default=(0.01, 2.0), metavar=("LO", "HI"),
                    help="compression ratios to keep (default 0.01 2.0)")

@@ -7,15 +7,14 @@ the others.
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-SPEC = "sweep.yaml"  # written by orchestrator.sweep (SweepSpec.save); read here as plain YAML
-DRIVER_LOCK = ".driver.lock"  # orchestrator.sweep._lock: holds the pid of the sweep's last driver
+from orchestrator.folders import SPEC, driver_running
+
 DESCRIPTION_WIDTH = 88  # beside the longest preset name, a line fits a 120-column terminal
 _SENTENCE_END = re.compile(r"\.\s+(?=[A-Z][a-z])")  # a capitalised word: not "Fig. A8", "et al. 2020", "e.g. the"
 
@@ -79,17 +78,21 @@ class SweepRow:
     name: str
     kind: str  # sweep | rerun | robustness, or "?" when sweep.yaml cannot be read
     status: str  # finished | running | interrupted | not started | unreadable ...
-    done: int | None  # finished trials; None when the store was not read
+    done: int | None  # trials that ended (finished, stopped by ASHA, rejected, failed); None: store not read
     total: int | None
+    finished: int | None  # of those, the ones that learned every task (what `best` ranks)
     best: str  # "<metric> <value>", or "-"
     folder: Path
 
     def cells(self) -> list[str]:
-        trials = f"{'?' if self.done is None else self.done}/{'?' if self.total is None else self.total}"
-        return [self.name, self.kind, self.status, trials, self.best, str(self.folder)]
+        def shown(n: int | None) -> str:
+            return "?" if n is None else str(n)
+
+        return [self.name, self.kind, self.status, f"{shown(self.done)}/{shown(self.total)}", shown(self.finished),
+                self.best, str(self.folder)]
 
 
-SWEEP_HEADER = ["name", "kind", "status", "trials", "best", "folder"]
+SWEEP_HEADER = ["name", "kind", "status", "trials", "finished", "best", "folder"]
 
 
 def sweep_rows(runs_dir: Path) -> list[SweepRow]:
@@ -101,63 +104,48 @@ def sweep_row(folder: Path) -> SweepRow:
     try:
         spec = yaml.safe_load((folder / SPEC).read_text())
     except (OSError, yaml.YAMLError) as exc:
-        return SweepRow(folder.name, "?", f"unreadable {SPEC} ({_first_line(exc)})", None, None, "-", folder)
+        return SweepRow(folder.name, "?", f"unreadable {SPEC} ({_first_line(exc)})", None, None, None, "-", folder)
     if not isinstance(spec, dict):
-        return SweepRow(folder.name, "?", f"unreadable {SPEC} (not a mapping)", None, None, "-", folder)
+        return SweepRow(folder.name, "?", f"unreadable {SPEC} (not a mapping)", None, None, None, "-", folder)
     kind = str(spec.get("kind", "?"))
     # as SweepSpec.total_trials (orchestrator.sweep imports Ray: seconds a listing need not wait)
     total = spec.get("num_samples") if kind == "sweep" else len(spec.get("variants") or [])
     name = str(spec.get("name") or folder.name)
     if not spec.get("parent_run_id"):  # the folder exists; its driver stopped before MLflow had a run
-        return SweepRow(name, kind, "not started", 0, total, "-", folder)
+        return SweepRow(name, kind, "not started", 0, total, 0, "-", folder)
     try:
-        status, done, best = _progress(folder, name, spec)
+        status, outcomes, best = _progress(folder, name, spec)
     except Exception as exc:  # noqa: BLE001 - whatever the store raises (server down, schema, file), list the rest
-        return SweepRow(name, kind, f"unreadable store ({_first_line(exc)})", None, total, "-", folder)
-    return SweepRow(name, kind, status, done, total, best, folder)
+        return SweepRow(name, kind, f"unreadable store ({_first_line(exc)})", None, total, None, "-", folder)
+    return SweepRow(name, kind, status, outcomes.total - outcomes.unfinished, total, outcomes.finished, best, folder)
 
 
-def _progress(folder: Path, name: str, spec: dict) -> tuple[str, int, str]:
-    """(status, finished trials, best value) from the sweep's MLflow store."""
-    from hypercl_core.metrics import metric_mode  # noqa: PLC0415
-    from orchestrator.best import open_sweep_experiment  # noqa: PLC0415
+def _progress(folder: Path, name: str, spec: dict):
+    """(status, how each trial ended, best value) from the sweep's MLflow store."""
+    from orchestrator.best import best_runs, open_sweep_experiment  # noqa: PLC0415
+    from orchestrator.outcomes import read_outcomes  # noqa: PLC0415
     from orchestrator.tracking import KIND, check_tracking_uri, embedded_uri  # noqa: PLC0415
 
     uri = spec.get("tracking_uri") or embedded_uri(folder)
     check_tracking_uri(uri)  # a server that is down answers in seconds, not after minutes of retries
     client, experiment = open_sweep_experiment(uri, name)
     parent = client.get_run(spec["parent_run_id"])
-    finished = client.search_runs([experiment.experiment_id], max_results=50_000,
-                                  filter_string=f"tags.`{KIND}` = 'trial' and attributes.status = 'FINISHED'")
+    trials = client.search_runs([experiment.experiment_id], filter_string=f"tags.`{KIND}` = 'trial'",
+                                max_results=50_000)
+    num_tasks = ((spec.get("base_config") or {}).get("benchmark") or {}).get("num_tasks", 0)
     metric = spec.get("metric") or "final_acc"
-    values = [run.data.metrics[metric] for run in finished if metric in run.data.metrics]
-    pick = max if (spec.get("mode") or metric_mode(metric)) == "max" else min
-    best = f"{metric} {pick(values):.4f}" if values else "-"
-    return _status(parent.info.status, folder), len(finished), best
+    top = best_runs(uri, name, metric, 1, spec.get("mode"))
+    best = f"{metric} {top[0].data.metrics[metric]:.4f}" if top else "-"
+    return _status(parent.info.status, folder), read_outcomes(trials, num_tasks), best
 
 
 def _status(parent_status: str, folder: Path) -> str:
-    """The parent run's status; RUNNING without a live driver is a sweep whose driver was killed."""
+    """The parent run's status; RUNNING while no driver holds the folder's lock is a sweep whose driver was killed."""
     if parent_status == "FINISHED":
         return "finished"
     if parent_status == "RUNNING":
-        return "running" if _driver_alive(folder) else "interrupted"
+        return "running" if driver_running(folder) else "interrupted"
     return "interrupted"  # KILLED: Ctrl-C, SIGTERM or the driver's error; resumable
-
-
-def _driver_alive(folder: Path) -> bool:
-    """Whether the pid in the driver lock is a live process here (without a pid: MLflow's word, running)."""
-    try:
-        pid = int((folder / DRIVER_LOCK).read_text().strip())
-    except (OSError, ValueError):
-        return True
-    try:
-        os.kill(pid, 0)  # signal 0: only asks whether the process exists
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # it exists, as another user's process
-        pass
-    return True
 
 
 def _first_line(exc: BaseException) -> str:

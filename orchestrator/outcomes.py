@@ -14,22 +14,40 @@ from dataclasses import dataclass, field
 from orchestrator.tracking import END_REASON, ERROR_TAG, INFEASIBLE_TAG, STOPPED_BY_SCHEDULER
 
 
+# The scheduler the summary explains (orchestrator.sweep._scheduler builds it from these).
+ASHA_GRACE_TASKS = 1  # every trial learns at least this many tasks
+ASHA_REDUCTION = 2  # at each rung, the best 1/ASHA_REDUCTION go on
+
+
 @dataclass
 class Outcomes:
     num_tasks: int
-    finished: int = 0
-    stopped_after: Counter = field(default_factory=Counter)  # task it was stopped after -> trials
-    rejected: int = 0  # no chunk size met the compression bound: never trained
-    failed: int = 0
-    unfinished: int = 0  # still RUNNING in MLflow (the sweep was interrupted) or closed without a verdict
+    states: Counter = field(default_factory=Counter)  # trial_state -> trials
+    stopped_after: Counter = field(default_factory=Counter)  # the task a stopped trial ended after -> trials
+
+    @property
+    def finished(self) -> int:
+        return self.states["finished"]
 
     @property
     def stopped(self) -> int:
-        return sum(self.stopped_after.values())
+        return self.states["stopped"]
+
+    @property
+    def rejected(self) -> int:  # no chunk size met the compression bound: never trained
+        return self.states["infeasible"]
+
+    @property
+    def failed(self) -> int:
+        return self.states["failed"]
+
+    @property
+    def unfinished(self) -> int:
+        return self.states["unfinished"]
 
     @property
     def total(self) -> int:
-        return self.finished + self.stopped + self.rejected + self.failed + self.unfinished
+        return sum(self.states.values())
 
     def counts(self) -> dict[str, int]:
         """As metrics on the parent run."""
@@ -48,26 +66,34 @@ class Outcomes:
                 parts.append(f"{count} {what}")
         lines = [f"trials: {self.total} — " + "; ".join(parts)]
         if scheduler == "asha" and self.stopped:
-            lines.append("  ASHA compares trials after each task and stops the worse half of those at a rung "
-                         "(grace 1 task, reduction factor 2), so in a small sweep most trials stop after one or two "
-                         "tasks: that is expected, and it is how ASHA saves their time; only trials that learned "
-                         "every task are ranked below.")
+            lines.append(f"  ASHA compares trials after each task and stops the worse half of those at a rung "
+                         f"(grace {ASHA_GRACE_TASKS} task, reduction factor {ASHA_REDUCTION}), so in a small sweep "
+                         "most trials stop after one or two tasks: that is expected, and it is how ASHA saves their "
+                         "time; only trials that learned every task are ranked below.")
         return lines
+
+
+def trial_state(run) -> str:
+    """How a trial run ended: finished | stopped (by ASHA) | infeasible | failed | unfinished (still RUNNING,
+    or closed by the driver without a verdict). The one reading of a run's status and tags for every view."""
+    status, tags = run.info.status, run.data.tags
+    if status == "FINISHED":
+        return "finished"
+    if INFEASIBLE_TAG in tags:
+        return "infeasible"
+    if status == "FAILED" or ERROR_TAG in tags:
+        return "failed"
+    if status == "KILLED" and tags.get(END_REASON) == STOPPED_BY_SCHEDULER:
+        return "stopped"
+    return "unfinished"
 
 
 def read_outcomes(runs: list, num_tasks: int) -> Outcomes:
     """`runs`: a sweep's trial runs (SweepTracker.trial_runs)."""
     out = Outcomes(num_tasks)
     for run in runs:
-        status, tags = run.info.status, run.data.tags
-        if status == "FINISHED":
-            out.finished += 1
-        elif INFEASIBLE_TAG in tags:
-            out.rejected += 1
-        elif status == "FAILED" or ERROR_TAG in tags:
-            out.failed += 1
-        elif status == "KILLED" and tags.get(END_REASON) == STOPPED_BY_SCHEDULER:
+        state = trial_state(run)
+        out.states[state] += 1
+        if state == "stopped":
             out.stopped_after[int(run.data.metrics.get("task", 0))] += 1
-        else:
-            out.unfinished += 1
     return out

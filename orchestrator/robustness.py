@@ -335,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
             print("\n".join(summary_lines(study)))
             print(f"wrote {', '.join(str(f) for f in files)}")
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"hypercl: error: {exc}", file=sys.stderr)
         return 2
     return 0
 

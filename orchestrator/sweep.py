@@ -32,13 +32,11 @@ from hypercl_core.errors import UserError
 from hypercl_core.methods import subsystem_names
 from hypercl_core.provenance import provenance
 from orchestrator.actors import DEFAULT_SUBSYSTEM_CPUS
+from orchestrator.folders import DRIVER_LOCK, SPEC, TRIALS_DIR, TUNE_DIR
 from orchestrator.console import note
-from orchestrator.outcomes import Outcomes, read_outcomes
+from orchestrator.outcomes import ASHA_GRACE_TASKS, ASHA_REDUCTION, Outcomes, read_outcomes
 from orchestrator.tracking import END_REASON, TRIAL_ID, SweepTracker, check_tracking_uri, embedded_uri, log_metrics
 
-SPEC = "sweep.yaml"
-TUNE_DIR = "tune"
-TRIALS_DIR = "trials"
 LAYOUT = 2  # 1: resumed through Tune's saved experiment state (before durable trial keys)
 
 
@@ -217,7 +215,7 @@ def _lock(folder: Path, name: str):
     """
     import fcntl  # noqa: PLC0415
 
-    handle = (folder / ".driver.lock").open("a+")
+    handle = (folder / DRIVER_LOCK).open("a+")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -432,7 +430,8 @@ def _scheduler(spec: SweepSpec, cfg: ExperimentConfig):
         return None
     from ray.tune.schedulers import ASHAScheduler  # noqa: PLC0415
 
-    return ASHAScheduler(time_attr="task", max_t=cfg.benchmark.num_tasks, grace_period=1, reduction_factor=2)
+    return ASHAScheduler(time_attr="task", max_t=cfg.benchmark.num_tasks, grace_period=ASHA_GRACE_TASKS,
+                         reduction_factor=ASHA_REDUCTION)
 
 
 def _close_parent(spec: SweepSpec, tracker: SweepTracker, ended: bool) -> Outcomes:
@@ -444,7 +443,7 @@ def _close_parent(spec: SweepSpec, tracker: SweepTracker, ended: bool) -> Outcom
     outcomes = read_outcomes(trial_runs, spec.config.benchmark.num_tasks)
     runs = [r for r in trial_runs if r.info.status == "FINISHED" and spec.metric in r.data.metrics]
     values = [r.data.metrics[spec.metric] for r in runs]
-    summary: dict[str, float] = {**outcomes.counts(), "finished_trials": len(values)}
+    summary: dict[str, float] = outcomes.counts()
     if values:
         best = max(values) if spec.mode == "max" else min(values)
         summary.update({f"best_{spec.metric}": best, f"{spec.metric}_mean": sum(values) / len(values),

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,8 @@ from matplotlib.figure import Figure
 
 from hypercl_core.errors import UserError
 from orchestrator.best import PARENT_KINDS, open_sweep_experiment, sweep_objective
-from orchestrator.tracking import INFEASIBLE_TAG, KIND, decode_params
+from orchestrator.outcomes import trial_state
+from orchestrator.tracking import KIND, decode_params
 
 PLOT_PNG = "sweep_plot.png"  # in the sweep's folder, and on its parent run
 RATIO = "compression_ratio"  # in every task's metrics, and a tag set before the first task
@@ -38,7 +40,7 @@ class Trial:
     params: dict[str, Any]  # decoded (orchestrator.tracking.decode_params)
     value: float | None  # the objective's latest value
     ratio: float | None
-    state: str  # finished | stopped (by ASHA, before the last task) | running | failed | infeasible
+    state: str  # orchestrator.outcomes.trial_state
 
 
 @dataclass(frozen=True)
@@ -66,15 +68,7 @@ def _trial(run, metric: str) -> Trial:
     params = decode_params(run.data.params)
     metrics, tags = run.data.metrics, run.data.tags
     ratio = metrics.get(RATIO, float(tags[RATIO]) if RATIO in tags else None)
-    if INFEASIBLE_TAG in tags:
-        state = "infeasible"
-    elif run.info.status in ("FAILED", "RUNNING"):
-        state = run.info.status.lower()
-    elif metrics.get("task", 0) < params.get("benchmark.num_tasks", math.inf):
-        state = "stopped"
-    else:
-        state = "finished"
-    return Trial(run.info.run_id, params, metrics.get(metric), ratio, state)
+    return Trial(run.info.run_id, params, metrics.get(metric), ratio, trial_state(run))
 
 
 def label(value: Any) -> str:
@@ -132,7 +126,7 @@ STYLES = {
     "finished": {"label": "finished every task", "color": "tab:blue", "marker": "o"},
     "stopped": {"label": "stopped early by ASHA (score after its last task)", "facecolors": "none",
                 "edgecolors": "tab:blue", "marker": "o"},
-    "running": {"label": "running (score after its last task so far)", "facecolors": "none",
+    "unfinished": {"label": "unfinished (score after its last task so far)", "facecolors": "none",
                 "edgecolors": "0.5", "marker": "o"},
     "failed": {"label": "failed (score after its last task)", "color": "tab:red", "marker": "x"},
 }
@@ -172,7 +166,7 @@ def sweep_figure(name: str, metric: str, mode: str, trials: list[Trial]):
         ax.set_visible(False)
     for ax in axes[::columns]:
         ax.set_ylabel(f"{metric} ({'higher' if mode == 'max' else 'lower'} is better)", fontsize=8)
-    words = {"finished": "finished", "stopped": "stopped early", "running": "running", "failed": "failed",
+    words = {"finished": "finished", "stopped": "stopped early", "unfinished": "unfinished", "failed": "failed",
              "infeasible": "infeasible (rejected before training, not drawn)"}
     counts = {state: sum(t.state == state for t in trials) for state in words}
     parts = [f"{count} {words[state]}" for state, count in counts.items() if count]
@@ -183,16 +177,33 @@ def sweep_figure(name: str, metric: str, mode: str, trials: list[Trial]):
     return fig
 
 
+def check_figure_path(path: Path) -> None:
+    """A path matplotlib can write a figure to, refused in one line before anything is read or drawn."""
+    formats = Figure().canvas.get_supported_filetypes()
+    if path.suffix.lstrip(".").lower() not in formats:
+        raise UserError(f"--out {path}: not a figure file; end it in .png (or {', '.join(sorted(formats))})")
+    if path.is_dir():
+        raise UserError(f"--out {path} is a folder; give a file name, e.g. {path / PLOT_PNG}")
+    parent = next((p for p in [path.parent, *path.parent.parents] if p.exists()), Path("."))
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise UserError(f"--out {path}: {parent} cannot be written to; pick another folder")
+
+
 def plot_sweep(tracking_uri: str, runs_dir: Path, name: str, out: Path | None = None) -> Path:
     """Draw the sweep's figure (default: <runs_dir>/sweeps/<name>/sweep_plot.png) and log it on
     the sweep's parent run. Bad input fails before anything is written."""
+    if out is not None:
+        check_figure_path(Path(out))
     client, experiment = open_sweep_experiment(tracking_uri, name)
     metric, mode = sweep_objective(runs_dir, name, tracking_uri)
     parent, trials = read_trials(client, experiment.experiment_id, name, metric)
     fig = sweep_figure(name, metric, mode, trials)
     path = Path(out) if out is not None else Path(runs_dir) / "sweeps" / name / PLOT_PNG
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=120)
+    except OSError as exc:  # what the up-front check cannot see (root on a read-only or virtual filesystem)
+        raise UserError(f"cannot write {path} ({exc.strerror}); pass another --out") from None
     if parent is not None:
         client.log_artifact(parent, str(path))
     return path

@@ -101,10 +101,23 @@ def decode_params(params: dict[str, str]) -> dict[str, Any]:
 def provenance_tags(origin: dict[str, Any]) -> dict[str, str]:
     """hypercl_core.provenance as run tags; MLflow's own keys fill the UI's Source, Version and User columns."""
     tags = {f"hypercl.{key}": str(value) for key, value in origin.items() if value is not None}
-    program = " ".join(str(origin.get("command", "")).split()[:2])  # e.g. `hypercl sweep`
+    words = str(origin.get("command", "")).split()
+    program = " ".join(words[:1] + [w for w in words[1:] if not w.startswith("-")][:1])  # `hypercl sweep`
     mlflow_keys = {"mlflow.source.type": "LOCAL", "mlflow.source.name": program or None,
                    "mlflow.source.git.commit": origin.get("git_commit"), "mlflow.user": origin.get("user")}
     return {**tags, **{key: str(value) for key, value in mlflow_keys.items() if value}}
+
+
+def resume_tags(existing: dict[str, str], origin: dict[str, Any]) -> dict[str, str]:
+    """A later session's provenance beside the first one's, which stays: the command that reproduces a sweep
+    is the one that started it. `hypercl.code_changed` says when a later session ran other code."""
+    n = int(existing.get("hypercl.resumes", "0")) + 1
+    tags = {f"hypercl.resume{n}.{key}": str(origin[key]) for key in ("command", "git_commit", "git_dirty", "host")
+            if origin.get(key) is not None}
+    changed = (str(origin.get("git_commit")) != existing.get("hypercl.git_commit", "None")
+               or bool(origin.get("git_dirty")) or existing.get("hypercl.code_changed") == "True")
+    tags.update({"hypercl.resumes": str(n), "hypercl.code_changed": str(changed)})
+    return tags
 
 
 def _metrics(values: dict[str, float], step: int) -> list[Metric]:
@@ -138,14 +151,14 @@ class SweepTracker:
 
     def parent_run(self, kind: str, run_id: str | None = None, params: dict[str, Any] | None = None,
                    tags: dict[str, str] | None = None, origin: dict[str, Any] | None = None) -> str:
-        """The sweep's parent run, named after the sweep; a resumed session records its own command line."""
-        origin_tags = provenance_tags(origin or {})
+        """The sweep's parent run, named after the sweep; a resumed session adds its provenance (resume_tags)."""
         if run_id is not None:
             self.client.update_run(run_id, status="RUNNING")
-            self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in origin_tags.items()])
+            added = resume_tags(self.client.get_run(run_id).data.tags, origin or {})
+            self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in added.items()])
             return run_id
         run = self.client.create_run(self.experiment_id, run_name=self.name,
-                                     tags={KIND: kind, **(tags or {}), **origin_tags})
+                                     tags={KIND: kind, **(tags or {}), **provenance_tags(origin or {})})
         if params:
             self.client.log_batch(run.info.run_id, params=encode_params(params))
         return run.info.run_id
@@ -177,7 +190,7 @@ class TrialTracker:
             self.latest = dict(found[0].data.metrics)
             if not self.finished:
                 self.client.update_run(self.run_id, status="RUNNING")
-                self.set_tags(provenance_tags(origin or {}))  # the session that runs it now
+                self.set_tags(resume_tags(found[0].data.tags, origin or {}))  # the session that runs it now
         else:
             tags = {PARENT: parent_run_id, TRIAL_ID: key, KIND: "trial", **provenance_tags(origin or {})}
             self.run_id = self.client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
@@ -185,10 +198,11 @@ class TrialTracker:
 
     def log_config(self, config: dict[str, Any], flat: dict[str, Any], extra_tags: dict[str, str] | None = None
                    ) -> None:
-        """Params to filter and compare by, and the config as one nested dict (config.json) to read whole."""
+        """Params to filter and compare by (once: MLflow refuses a param logged again), and the config as one
+        nested dict (config.json, to read whole; written again by a retry, the same file replaced)."""
         if not self.resumed or not self.client.get_run(self.run_id).data.params:
             self.client.log_batch(self.run_id, params=encode_params(flat))
-            self.client.log_dict(self.run_id, config, "config.json")
+        self.client.log_dict(self.run_id, config, "config.json")
         if extra_tags:
             self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in extra_tags.items()])
 
@@ -215,7 +229,9 @@ class TrialTracker:
             if (run_dir / name).is_file():
                 self.client.log_artifact(self.run_id, str(run_dir / name))  # same path: replaced, not added
         main = results["primary_matrix"]
-        self.client.log_table(self.run_id, matrix_table(results["matrices"][main]), f"matrix_{main}.json")
+        table = f"matrix_{main}.json"
+        if table not in {a.path for a in self.client.list_artifacts(self.run_id)}:  # log_table appends rows
+            self.client.log_table(self.run_id, matrix_table(results["matrices"][main]), table)
         self.client.set_terminated(self.run_id, "FINISHED")
 
     def monitor_system(self):

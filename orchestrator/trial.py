@@ -24,6 +24,7 @@ from hypercl_core.config import ExperimentConfig, build_config, config_from_flat
 from hypercl_core.experiment import CHECKPOINT, CONFIG, Experiment
 from hypercl_core.methods import compose
 from hypercl_core.metrics import metric_mode, score_name
+from hypercl_core.provenance import provenance
 from orchestrator.actors import Placement, spawn_subsystems
 from orchestrator.checkpoints import TrialCheckpoints
 from orchestrator.searcher import COMPRESSION_EXCESS, MLFLOW_RUN, TRIAL_KEY
@@ -45,7 +46,7 @@ class TrialContext:
     space: dict[str, Any] | None = None
     variants: list[dict[str, Any]] = field(default_factory=list)
     data_root: str | None = None
-    origin: dict[str, Any] = field(default_factory=dict)  # the driver's provenance; each worker adds its host
+    origin: dict[str, Any] = field(default_factory=provenance)  # the driver's; each worker adds its host
     system_metrics: bool = False
 
     @property
@@ -116,7 +117,7 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     monitor = tracker.monitor_system() if ctx.system_metrics else None
     try:
         exp.run(on_task_end=on_task_end, show_progress=False)
-    finally:  # a trial Tune stops mid-task never gets here: its monitor ends with its run's status
+    finally:  # also when Tune stops the trial (SystemExit at its next report): the monitor ends with the trial
         if monitor is not None:
             monitor.finish()
 

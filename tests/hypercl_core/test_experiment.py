@@ -59,6 +59,9 @@ def test_resume_equals_uninterrupted(tmp_path, data_root):
     assert exp.tasks_done == 1
     resumed = exp.run(show_progress=False)
     assert resumed["matrices"] == whole["matrices"]
+    origin = resumed["provenance"]  # the session that started it, with the resuming one appended
+    assert origin["command"] == whole["provenance"]["command"] and len(origin["resumes"]) == 1
+    assert origin["resumes"][0]["git_commit"] == origin["git_commit"] and "resumes" not in origin["resumes"][0]
 
 
 def test_resume_accepts_a_run_from_before_a_config_key_existed_but_not_a_changed_one(tmp_path, data_root):

@@ -7,6 +7,7 @@ MLflow is real: a tiny SQLite store built in tmp, as sweeps leave it. Nothing he
 from __future__ import annotations
 
 import argparse
+import fcntl
 import csv
 import io
 import json
@@ -24,6 +25,7 @@ from hypercl_core.config import available_presets, load_config
 from orchestrator import cli
 from orchestrator.cli import build_parser, main
 from orchestrator.console import set_verbosity
+from orchestrator.listing import sweep_row
 from orchestrator.tracking import KIND, PARENT, embedded_uri, encode_params
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -220,17 +222,26 @@ def test_header_summary_is_the_first_sentence_shortened(tmp_path):
     assert header_summary(tmp_path / "bare.yaml") == ""
 
 
+def test_a_sweep_whose_driver_holds_its_lock_is_running_and_interrupted_once_it_lets_go(runs):
+    folder = runs / "sweeps" / "cut"
+    with (folder / ".driver.lock").open("a+") as handle:  # as orchestrator.sweep._lock holds it
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert sweep_row(folder).status == "running"
+    assert sweep_row(folder).status == "interrupted"  # the lock went with its holder
+
+
 def test_sweeps_lists_each_sweep_with_its_status_trials_and_best(runs, capsys):
     assert main(["sweeps", "--runs-dir", str(runs)]) == 0
     captured = capsys.readouterr()
     header, *lines = captured.out.splitlines()
-    assert header.split() == ["name", "kind", "status", "trials", "best", "folder"]
+    assert header.split() == ["name", "kind", "status", "trials", "finished", "best", "folder"]
     rows = {line.split()[0]: line for line in lines}
     assert list(rows)[-1] == "done"  # oldest first, as `best` picks the newest
-    assert rows["done"].split()[1:6] == ["sweep", "finished", "3/4", "final_acc", "95.0000"]
+    # trials: how many ended of the total (a failed one too); finished: those `best` ranks
+    assert rows["done"].split()[1:7] == ["sweep", "finished", "4/4", "3", "final_acc", "95.0000"]
     assert rows["done"].endswith(str(runs / "sweeps" / "done"))
-    assert rows["cut"].split()[1:6] == ["rerun", "interrupted", "1/3", "final_acc", "88.0000"]
-    assert rows["new"].split()[1:6] == ["sweep", "not", "started", "0/8", "-"]
+    assert rows["cut"].split()[1:7] == ["rerun", "interrupted", "1/3", "1", "final_acc", "88.0000"]
+    assert rows["new"].split()[1:7] == ["sweep", "not", "started", "0/8", "0", "-"]
     assert "unreadable store (" in rows["broken"] and "?/2" in rows["broken"]
     assert "unreadable sweep.yaml (" in rows["garbled"]
 

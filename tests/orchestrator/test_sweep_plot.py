@@ -86,7 +86,7 @@ def test_trials_are_classified_from_status_tags_and_tasks_learned(store):
     parent, trials = _trials(store[1])
     assert parent is not None
     states = sorted(t.state for t in trials)
-    assert states == ["failed", "finished", "finished", "finished", "infeasible", "running", "stopped"]
+    assert states == ["failed", "finished", "finished", "finished", "infeasible", "stopped", "unfinished"]
     stopped = next(t for t in trials if t.state == "stopped")
     assert stopped.value == 99.5 and stopped.params["hnet.hidden"] == [50, 50]  # decoded, not JSON text
     assert next(t for t in trials if t.state == "infeasible").params == {}
@@ -151,3 +151,17 @@ def test_a_sweep_with_nothing_to_draw_is_one_line_and_writes_nothing(tmp_path, c
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
     assert not (folder / PLOT_PNG).exists()
+
+
+@pytest.mark.parametrize("out, message", [("plot.txt", "not a figure file"), ("folder.png", "is a folder"),
+                                          ("file/plot.png", "cannot be written to")])
+def test_an_out_path_no_figure_can_go_to_is_one_line_and_writes_nothing(store, tmp_path, capsys, out, message):
+    runs_dir, uri = store
+    (tmp_path / "folder.png").mkdir()
+    (tmp_path / "file").write_text("a file, not a folder\n")
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    assert main(["plot", "--name", NAME, "--runs-dir", str(runs_dir), "--tracking-uri", uri,
+                 "--out", str(tmp_path / out)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before

@@ -16,7 +16,7 @@ from hypercl_core.config import load_config
 from hypercl_core.provenance import provenance
 from orchestrator.best import export_config
 from orchestrator.tracking import (EXPERIMENT_KIND, KIND, SweepTracker, TrialTracker, decode_params, decode_value,
-                                   embedded_uri, encode_value, matrix_table)
+                                   embedded_uri, encode_value, matrix_table, provenance_tags)
 
 VALUES = ["elu", "1e-3", "true", "null", "[1, 2]", '"quoted"', "", "with space", 0.001, 1e-05, 3, 0, True, False,
           None, [100, 100], [], [[10, 10], [25]], float("inf")]
@@ -112,6 +112,43 @@ def test_system_metrics_are_logged_on_the_trial_run_until_it_stops(tmp_path, mon
     while "system/cpu_utilization_percentage" not in client.get_run(trial.run_id).data.metrics:
         assert time.monotonic() < deadline, "no system metric logged in 30 s"
         time.sleep(0.2)
+    thread = monitor._process
     monitor.finish()
-    assert not monitor._process  # stopped: a trial's monitor thread does not outlive its trial
+    assert not thread.is_alive()  # stopped: a trial's monitor thread does not outlive its trial
     assert "system/system_memory_usage_megabytes" in client.get_run(trial.run_id).data.metrics
+
+
+def test_a_resumed_trial_keeps_its_first_provenance_and_adds_each_later_session(tmp_path):
+    uri = embedded_uri(tmp_path)
+    tracker = SweepTracker(uri, "s")
+    parent = tracker.parent_run("sweep", origin=provenance("hypercl sweep --space smoke --name s"))
+    first = {**provenance("hypercl sweep --space smoke --name s"), "git_commit": "a" * 40, "git_dirty": False}
+    TrialTracker(uri, tracker.experiment_id, parent, "t0000", "trial-t0000", first)
+    later = {**first, "command": "hypercl sweep --resume runs/sweeps/s", "git_commit": "b" * 40}
+    trial = TrialTracker(uri, tracker.experiment_id, parent, "t0000", "trial-t0000", later)
+    tags = MlflowClient(uri).get_run(trial.run_id).data.tags
+    assert tags["hypercl.command"] == "hypercl sweep --space smoke --name s" and tags["hypercl.git_commit"] == "a" * 40
+    assert tags["hypercl.resume1.command"] == "hypercl sweep --resume runs/sweeps/s"
+    assert tags["hypercl.resume1.git_commit"] == "b" * 40 and tags["hypercl.code_changed"] == "True"
+    tracker.parent_run("sweep", run_id=parent, origin=later)  # a resumed driver session
+    parent_tags = MlflowClient(uri).get_run(parent).data.tags
+    assert parent_tags["hypercl.command"] == "hypercl sweep --space smoke --name s"
+    assert parent_tags["hypercl.resumes"] == "1" and "hypercl.resume1.command" in parent_tags
+
+
+def test_a_retried_finish_logs_the_score_table_once(tmp_path):
+    uri = embedded_uri(tmp_path)
+    tracker = SweepTracker(uri, "s")
+    trial = TrialTracker(uri, tracker.experiment_id, tracker.parent_run("sweep"), "t0000", "trial-t0000")
+    (tmp_path / "run").mkdir()
+    results = {"summary": {"final_acc": 98.0}, "primary_matrix": "acc_task_given",
+               "matrices": {"acc_task_given": [[99.0, None], [98.5, 97.5]]}}
+    for _ in range(2):  # a trial cut off after finish() logged the table, then run again
+        trial.finish(results, tmp_path / "run", step=2)
+    table = json.loads(Path(MlflowClient(uri).download_artifacts(trial.run_id, "matrix_acc_task_given.json",
+                                                                 str(tmp_path / "dl"))).read_text())
+    assert len(table["data"]) == 2  # two rows, as the matrix has, not four
+
+
+def test_the_mlflow_source_is_the_subcommand_whatever_options_come_first():
+    assert provenance_tags({"command": "hypercl -q sweep --space smoke"})["mlflow.source.name"] == "hypercl sweep"

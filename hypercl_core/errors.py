@@ -17,3 +17,9 @@ class ConfigError(UserError):
 
 class DataError(UserError):
     """Missing or malformed dataset files."""
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """An exception's own first line, for a one-line message about it (its type when it has no text)."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:limit] if text else type(exc).__name__

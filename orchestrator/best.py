@@ -10,6 +10,7 @@ import yaml
 from hypercl_core.config import config_from_flat
 from hypercl_core.errors import UserError
 from hypercl_core.metrics import metric_mode
+from orchestrator.listing import text_table
 from orchestrator.tracking import KIND, decode_params, embedded_uri
 
 KEY_PARAMS = ("hnet.hidden", "hnet.activation", "hnet.temb_dim", "hnet.cemb_dim", "hnet.chunk_dim",
@@ -84,18 +85,28 @@ def best_runs(tracking_uri: str, name: str, metric: str, top: int, mode: str | N
     )
 
 
-def format_table(runs: list, metric: str) -> str:
-    header = ["rank", metric, *KEY_PARAMS, "ratio", "run_id"]
-    rows = []
+def fields(metric: str) -> list[str]:
+    """The keys of a record, in order: the CSV header."""
+    return ["rank", metric, "run_id", *KEY_PARAMS, "compression_ratio"]
+
+
+def best_records(runs: list, metric: str) -> list[dict[str, Any]]:
+    records = []
     for rank, run in enumerate(runs, start=1):
         params = decode_params(run.data.params)
-        value = run.data.metrics.get(metric)
-        rows.append([str(rank), "-" if value is None else f"{value:.4f}",
-                     *[_short(params.get(k)) for k in KEY_PARAMS],
-                     f"{run.data.metrics.get('compression_ratio', float('nan')):.4f}", run.info.run_id])
-    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)) for row in [header, *rows]]
-    return "\n".join(lines)
+        values = [rank, run.data.metrics.get(metric), run.info.run_id, *(params.get(key) for key in KEY_PARAMS),
+                  run.data.metrics.get("compression_ratio")]
+        records.append(dict(zip(fields(metric), values)))
+    return records
+
+
+def format_table(runs: list, metric: str) -> str:
+    """The ranking as `hypercl best` prints it: the records of `best_records`, run id last."""
+    header = ["rank", metric, *KEY_PARAMS, "ratio", "run_id"]
+    rows = [[str(r["rank"]), "-" if r[metric] is None else f"{r[metric]:.4f}", *(_short(r[k]) for k in KEY_PARAMS),
+             f"{r['compression_ratio'] if r['compression_ratio'] is not None else float('nan'):.4f}", r["run_id"]]
+            for r in best_records(runs, metric)]
+    return text_table([header, *rows])
 
 
 def _short(value: Any) -> str:

@@ -1,7 +1,7 @@
 """`hypercl best` for programs: the ranking as JSON or CSV records.
 
 One record per ranked run, with the same fields in both formats: rank, the
-metric's value, the run id, the key params of the table (orchestrator.best)
+metric's value, the run id, the key params of the table (orchestrator.best.best_records)
 and the compression ratio. Params are decoded as `best --export` decodes
 them, so a list (hnet.hidden) stays a list in JSON; in CSV it is written as
 JSON text, so it reads back unchanged.
@@ -14,23 +14,7 @@ import io
 import json
 from typing import Any
 
-from orchestrator.best import KEY_PARAMS
-from orchestrator.tracking import decode_params
-
-
-def fields(metric: str) -> list[str]:
-    """The keys of a record, in order: the CSV header."""
-    return ["rank", metric, "run_id", *KEY_PARAMS, "compression_ratio"]
-
-
-def best_records(runs: list, metric: str) -> list[dict[str, Any]]:
-    records = []
-    for rank, run in enumerate(runs, start=1):
-        params = decode_params(run.data.params)
-        values = [rank, run.data.metrics.get(metric), run.info.run_id, *(params.get(key) for key in KEY_PARAMS),
-                  run.data.metrics.get("compression_ratio")]
-        records.append(dict(zip(fields(metric), values)))
-    return records
+from orchestrator.best import fields
 
 
 def best_json(records: list[dict[str, Any]], sweep: str, metric: str, mode: str | None) -> str:

@@ -494,7 +494,8 @@ def cmd_best(args: argparse.Namespace) -> int:
     if args.format == "table":
         _print_best(uri, name, args.metric, args.top, args.mode, runs)
     else:
-        from orchestrator.best_formats import best_csv, best_json, best_records  # noqa: PLC0415
+        from orchestrator.best import best_records  # noqa: PLC0415
+        from orchestrator.best_formats import best_csv, best_json  # noqa: PLC0415
 
         records = best_records(runs, args.metric)
         sys.stdout.write(best_json(records, name, args.metric, args.mode) if args.format == "json"

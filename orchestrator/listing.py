@@ -13,6 +13,7 @@ from pathlib import Path
 
 import yaml
 
+from hypercl_core.errors import first_line
 from orchestrator.folders import SPEC, driver_running
 
 DESCRIPTION_WIDTH = 88  # beside the longest preset name, a line fits a 120-column terminal
@@ -104,7 +105,7 @@ def sweep_row(folder: Path) -> SweepRow:
     try:
         spec = yaml.safe_load((folder / SPEC).read_text())
     except (OSError, yaml.YAMLError) as exc:
-        return SweepRow(folder.name, "?", f"unreadable {SPEC} ({_first_line(exc)})", None, None, None, "-", folder)
+        return SweepRow(folder.name, "?", f"unreadable {SPEC} ({first_line(exc)})", None, None, None, "-", folder)
     if not isinstance(spec, dict):
         return SweepRow(folder.name, "?", f"unreadable {SPEC} (not a mapping)", None, None, None, "-", folder)
     kind = str(spec.get("kind", "?"))
@@ -116,7 +117,7 @@ def sweep_row(folder: Path) -> SweepRow:
     try:
         status, outcomes, best = _progress(folder, name, spec)
     except Exception as exc:  # noqa: BLE001 - whatever the store raises (server down, schema, file), list the rest
-        return SweepRow(name, kind, f"unreadable store ({_first_line(exc)})", None, total, None, "-", folder)
+        return SweepRow(name, kind, f"unreadable store ({first_line(exc)})", None, total, None, "-", folder)
     return SweepRow(name, kind, status, outcomes.total - outcomes.unfinished, total, outcomes.finished, best, folder)
 
 
@@ -146,8 +147,3 @@ def _status(parent_status: str, folder: Path) -> str:
     if parent_status == "RUNNING":
         return "running" if driver_running(folder) else "interrupted"
     return "interrupted"  # KILLED: Ctrl-C, SIGTERM or the driver's error; resumable
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:200] if text else type(exc).__name__

@@ -28,7 +28,7 @@ import yaml
 
 from hypercl_core.config import ExperimentConfig, build_config, load_config
 from hypercl_core.data.tasks import require_data
-from hypercl_core.errors import UserError
+from hypercl_core.errors import UserError, first_line
 from hypercl_core.methods import subsystem_names
 from hypercl_core.provenance import provenance
 from orchestrator.actors import DEFAULT_SUBSYSTEM_CPUS
@@ -301,7 +301,7 @@ def _connect_ray(address: str | None) -> None:
             ray.init(address=address, ignore_reinit_error=True, logging_level="WARNING")
         sigterm_like_ctrl_c()  # again: Ray's driver put in its own SIGTERM handler, which aborts
     except (ConnectionError, RuntimeError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise UserError(f"cannot connect to Ray at {address or 'a new local instance'} ({first}); "
                         "check --address (auto, or ray://host:10001)") from None
 
@@ -402,7 +402,7 @@ def check_study_storage(url: str) -> None:
         with engine.connect() as connection:
             tables = set(sqlalchemy.inspect(connection).get_table_names())
     except Exception as exc:  # SQLAlchemy's errors (driver missing, refused, bad password) vary by backend
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise UserError(f"cannot open the study storage {_masked(url)} ({first}); check --study-storage "
                         "(e.g. postgresql://user:pw@host:5432/db)") from None
     # MLflow and Optuna both version their schema in a table named alembic_version: one database each.

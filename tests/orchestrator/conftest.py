@@ -28,8 +28,12 @@ TINY_SWEEP = [
 def mlflow_at():
     """Point MLflow's fluent API (mlflow.search_runs, ...) at a store for one test, and back afterwards:
     its tracking URI is process-wide, and a later test would read the wrong store."""
+    import os
+
     import mlflow
 
-    before = mlflow.get_tracking_uri()
+    # set_tracking_uri also sets $MLFLOW_TRACKING_URI (the default of every --tracking-uri): restoring
+    # get_tracking_uri()'s answer would leave the variable set to MLflow's default store for later tests.
+    before = os.environ.get("MLFLOW_TRACKING_URI")
     yield mlflow.set_tracking_uri
-    mlflow.set_tracking_uri(before)
+    mlflow.set_tracking_uri(before)  # None unsets both

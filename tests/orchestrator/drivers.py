@@ -40,5 +40,10 @@ class Driver:
         except ProcessLookupError:
             pass
 
+    def output(self) -> str:
+        """Everything the driver printed: what assertions search (a line can fall out of the tail)."""
+        return self.log.read_text(errors="replace")
+
     def tail(self) -> str:
-        return self.log.read_text(errors="replace")[-3000:]
+        """The end of the output, short enough for a failure message."""
+        return self.output()[-3000:]

@@ -108,10 +108,10 @@ def test_driver_killed_at_every_moment_of_a_sweep_resumes_to_one_run_per_trial(t
         assert code == -signal.SIGKILL, f"{moment}: exit {code}\n{driver.tail()}"
         check_sweep(folder, "c1", final=False)
     assert sorted(s for _, s in runs()) == ["FINISHED"] * N  # the last kill came after every trial finished
-    assert "t0002 done: final_acc" in driver.tail() and f"({N}/{N})" in driver.tail()  # counts earlier sessions
+    assert "t0002 done: final_acc" in driver.output() and f"({N}/{N})" in driver.output()  # counts earlier sessions
     driver = Driver(resume, tmp_path / "final.log")
     assert driver.wait() == 0, driver.tail()
-    assert f"best {N} of sweep c1" in driver.tail() and "Traceback" not in driver.tail()
+    assert f"best {N} of sweep c1" in driver.output() and "Traceback" not in driver.output()
     check_sweep(folder, "c1", final=True)
 
 
@@ -140,10 +140,10 @@ def test_sigint_and_sigterm_end_the_driver_cleanly_and_leave_a_resumable_sweep(t
         finally:
             driver.kill()  # whatever Ray left in the group
         assert code == 130, f"{sig.name}: exit {code}\n{driver.tail()}"
-        assert "hypercl sweep --resume" in driver.tail() and "Traceback" not in driver.tail(), driver.tail()
+        assert "hypercl sweep --resume" in driver.output() and "Traceback" not in driver.output(), driver.tail()
         check_sweep(folder, "c2", final=False)
         args = ["sweep", "--resume", str(folder)]
     driver = Driver(args, tmp_path / "final.log")
     assert driver.wait() == 0, driver.tail()
-    assert "Traceback" not in driver.tail(), driver.tail()
+    assert "Traceback" not in driver.output(), driver.tail()
     check_sweep(folder, "c2", final=True)

@@ -58,7 +58,7 @@ def test_cluster_sweep_on_postgres_survives_a_driver_kill_and_the_loss_of_its_fo
         folder = runs / "sweeps" / "pg"
         resumed = Driver(["sweep", "--resume", str(folder), "--address", cluster.address], tmp_path / "resume.log")
         assert resumed.wait() == 0, resumed.tail()
-        assert "study: postgresql://" in resumed.tail() and f"tracking: {server.uri}" in resumed.tail()
+        assert "study: postgresql://" in resumed.output() and f"tracking: {server.uri}" in resumed.output(), resumed.tail()
 
         study = optuna.load_study(study_name="pg", storage=study_storage)
         assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 3

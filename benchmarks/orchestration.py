@@ -50,7 +50,7 @@ def main() -> None:
     torch.set_num_threads(1)
     folder = args.out / "sweeps" / name
     runs = SweepTracker(embedded_uri(folder), name).trial_runs()
-    configs = [config_from_flat(decode_params(r.data.params)) for r in runs if r.data.params]
+    configs = [config_from_flat(decode_params(r.data.params), saved=True) for r in runs if r.data.params]
     per_trial = []
     for i, cfg in enumerate(configs):
         t0 = time.perf_counter()

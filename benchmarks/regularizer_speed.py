@@ -61,8 +61,8 @@ def _plain_split(seed: int) -> dict:
     import torch.nn.functional as F  # noqa: PLC0415
 
     from hypercl_core.config import load_config  # noqa: PLC0415
-    from hypercl_core.data.tasks import build_benchmark  # noqa: PLC0415
-    from hypercl_core.methods import resolve_device  # noqa: PLC0415
+    from hypercl_core.data.benchmarks import build_benchmark  # noqa: PLC0415
+    from hypercl_core.device import resolve_device  # noqa: PLC0415
     from hypercl_core.nets.mlp import TargetMLP  # noqa: PLC0415
     from hypercl_core.seeding import task_generator  # noqa: PLC0415
 

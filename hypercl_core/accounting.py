@@ -2,19 +2,22 @@
 
 Sweeps and the architecture sampler reject infeasible or out-of-range
 hypernetworks before any training, so the count must be cheap and exact; a
-unit test checks it against the built modules.
+unit test checks it against the built modules. What a method counts (which
+target, which hypernetwork, what else it trains) is in its registry entry;
+the arithmetic is here.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
-from hypercl_core.config import BenchmarkConfig, ExperimentConfig, HnetConfig
+from hypercl_core.registry import method_spec
 
-# (input dim, outputs per task) of each benchmark's target network.
-BENCHMARK_SHAPES = {"split_mnist": (784, 2), "permuted_mnist": (1024, 10), "regression1d": (1, 1),
-                    "class_mnist": (784, 1)}
+if TYPE_CHECKING:
+    from hypercl_core.config import ExperimentConfig
+    from hypercl_core.sections import HnetConfig
 
 
 @dataclass(frozen=True)
@@ -34,48 +37,25 @@ class ParamCounts:
         return {**asdict(self), "compression_ratio": self.compression_ratio}
 
 
-def num_heads(bench: BenchmarkConfig) -> int:
-    """Multi-head targets for CL1/CL3 (one head per task), one shared head for CL2."""
-    return bench.num_tasks if bench.scenario in ("cl1", "cl3") and bench.name != "regression1d" else 1
-
-
-def target_layer_dims(cfg: ExperimentConfig) -> list[int]:
-    in_dim, per_task = BENCHMARK_SHAPES[cfg.benchmark.name]
-    return [in_dim, *cfg.target.hidden, per_task * num_heads(cfg.benchmark)]
-
-
 def mlp_weights(dims: list[int]) -> int:
     return sum(a * b + b for a, b in zip(dims[:-1], dims[1:]))
 
 
-def hnet_outputs(cfg: ExperimentConfig) -> int:
-    """What the hypernetwork generates: every target weight (HNET), or a mask
-    value for every target weight except the output bias, which HyperMask leaves unmasked."""
-    dims = target_layer_dims(cfg)
-    return mlp_weights(dims) - (dims[-1] if cfg.method.name == "hypermask" else 0)
-
-
-def decoder_layer_dims(cfg: ExperimentConfig) -> list[int]:
-    """The replay VAE's decoder: latent code and task condition in, an image out."""
-    r = cfg.replay
-    return [2 * r.latent_dim, *r.decoder_hidden, BENCHMARK_SHAPES[cfg.benchmark.name][0]]
-
-
 def hnet_weights(h: HnetConfig, outputs: int) -> int:
+    """A hypernetwork generating `outputs` values: full (one output per value) or chunked."""
     if h.chunk_dim is None:
         return mlp_weights([h.temb_dim, *h.hidden, outputs])
     chunks = math.ceil(outputs / h.chunk_dim)
     return mlp_weights([h.temb_dim + h.cemb_dim, *h.hidden, h.chunk_dim]) + chunks * h.cemb_dim
 
 
+def hnet_counts(h: HnetConfig, target_weights: int, num_tasks: int, generated: int | None = None,
+                shared: int = 0) -> ParamCounts:
+    """A hypernetwork that generates `generated` values (default: every target weight)."""
+    outputs = target_weights if generated is None else generated
+    return ParamCounts(target_weights, hnet_weights(h, outputs), num_tasks * h.temb_dim, shared)
+
+
 def count_params(cfg: ExperimentConfig) -> ParamCounts:
-    """The main hypernetwork against what it generates: the classifier's target (HNET,
-    HyperMask) or, where only the replay model has one (VAE alone, HNET+R), the VAE's decoder."""
-    if cfg.method.name in ("replay", "hnet_r"):
-        decoder = mlp_weights(decoder_layer_dims(cfg))
-        h = cfg.replay.hnet
-        return ParamCounts(decoder, hnet_weights(h, decoder), cfg.benchmark.num_tasks * h.temb_dim)
-    target = mlp_weights(target_layer_dims(cfg))
-    shared = target if cfg.method.name == "hypermask" else 0
-    return ParamCounts(target, hnet_weights(cfg.hnet, hnet_outputs(cfg)), cfg.benchmark.num_tasks * cfg.hnet.temb_dim,
-                       shared)
+    """The method's main hypernetwork against what it generates (its registry entry says which)."""
+    return method_spec(cfg).count_params(cfg)

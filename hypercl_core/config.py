@@ -8,26 +8,31 @@ here, once, so every consumer can trust the values.
 
 from __future__ import annotations
 
+import copy
 import math
 from pathlib import Path
-from typing import Any, Literal, Optional, get_args
+from typing import Annotated, Any, Literal, Optional, Union, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
+from hypercl_core.data.benchmarks import BENCHMARKS
 from hypercl_core.errors import ConfigError
+from hypercl_core.methods import METHODS
+from hypercl_core.registry import OPTIONAL_SECTIONS
+from hypercl_core.nets.targets import TARGETS
+from hypercl_core.sections import HnetConfig, Section, check_sizes
 
-Activation = Literal["linear", "relu", "elu", "leaky_relu", "sigmoid", "tanh"]
 PRESET_DIR = Path(__file__).resolve().parent.parent / "search_spaces" / "presets"
+# The sections a registry entry declares, picked by their `name` key.
+TargetSection = Annotated[Union[tuple(spec.section for spec in TARGETS.values())], Field(discriminator="name")]
+MethodSection = Annotated[Union[tuple(spec.section for spec in METHODS.values())], Field(discriminator="name")]
+NAMED_SECTIONS = {"target": "mlp", "method": "hnet"}  # section -> the name it has when none is given
+REGISTRIES: dict[str, dict] = {"target": TARGETS, "method": METHODS}  # section -> the entries its name picks
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class BenchmarkConfig(_Section):
-    # class_mnist: ten tasks of one digit each (class-incremental), for replay models.
-    name: Literal["split_mnist", "permuted_mnist", "regression1d", "class_mnist"] = "split_mnist"
+class BenchmarkConfig(Section):
+    name: Literal[tuple(BENCHMARKS)] = "split_mnist"
     num_tasks: int = Field(5, ge=1)
     # cl1: task id given (multi-head); cl2: one shared head, task id inferred
     # for the hnet's weights; cl3: task id inferred, class out of all tasks.
@@ -35,64 +40,24 @@ class BenchmarkConfig(_Section):
     # 1D regression only: noisy training points per task and their noise.
     train_points: int = Field(100, ge=1)
     noise_std: float = Field(0.05, ge=0)
+    # MNIST digits zero-padded to 32x32 and replicated over 3 channels: what a CIFAR conv net reads.
+    as_rgb32: bool = False
 
     @model_validator(mode="after")
-    def _check_num_tasks(self) -> "BenchmarkConfig":
-        limit = {"split_mnist": 5, "regression1d": 3, "class_mnist": 10}.get(self.name)
-        if limit is not None and self.num_tasks > limit:
-            raise ValueError(f"num_tasks for {self.name} must be at most {limit}, got {self.num_tasks}")
-        if self.name == "regression1d" and self.scenario != "cl1":
-            raise ValueError("regression1d only supports scenario cl1 (task id given)")
+    def _check_benchmark(self) -> "BenchmarkConfig":
+        spec = BENCHMARKS[self.name]
+        if spec.max_tasks is not None and self.num_tasks > spec.max_tasks:
+            raise ValueError(f"num_tasks for {self.name} must be at most {spec.max_tasks}, got {self.num_tasks}")
+        if self.scenario not in spec.scenarios:
+            raise ValueError(f"{self.name} only supports scenario {' or '.join(spec.scenarios)}"
+                             + (" (task id given)" if spec.scenarios == ("cl1",) else ""))
+        if self.as_rgb32 and (spec.images or spec.flat_size != 784):
+            raise ValueError(f"benchmark.as_rgb32 turns 28x28 MNIST digits into 3x32x32 images; {self.name} "
+                             f"{'is images already' if spec.images else 'has none'}: set benchmark.as_rgb32=false")
         return self
 
 
-class TargetConfig(_Section):
-    hidden: list[int] = Field(default_factory=lambda: [400, 400], min_length=1)
-    activation: Activation = "relu"
-
-    @model_validator(mode="after")
-    def _positive(self) -> "TargetConfig":
-        if any(h < 1 for h in self.hidden):
-            raise ValueError(f"layer sizes must be >= 1, got {self.hidden}")
-        return self
-
-
-class HnetConfig(_Section):
-    # An empty list is the paper's "no hidden layer" (linear) hypernetwork.
-    hidden: list[int] = Field(default_factory=lambda: [10, 10])
-    activation: Activation = "elu"
-    temb_dim: int = Field(96, ge=1)
-    cemb_dim: int = Field(96, ge=1)
-    # None: a full hypernetwork that outputs every target weight at once.
-    chunk_dim: Optional[int] = Field(42000, ge=1)
-
-    @model_validator(mode="after")
-    def _positive(self) -> "HnetConfig":
-        if any(h < 1 for h in self.hidden):
-            raise ValueError(f"layer sizes must be >= 1, got {self.hidden}")
-        return self
-
-
-class MethodConfig(_Section):
-    # hnet: the hypernetwork generates the target weights (von Oswald et al. 2020).
-    # hypermask: shared target weights, the hypernetwork generates per-task masks (Książek & Spurek 2023).
-    # replay: only the hnet-protected replay model (section `replay`: VAE or GAN), learning to
-    # generate each task.
-    # hnet_r: HNET+R, an ordinary classifier (section `target`) replaying that VAE.
-    # hnet_tir: HNET+TIR, the HNET classifier answering for the task a task-inference
-    # classifier (section `target`'s layers) picks; the latter replays the VAE.
-    name: Literal["hnet", "hypermask", "replay", "hnet_r", "hnet_tir"] = "hnet"
-    beta: float = Field(0.01, ge=0)
-    lookahead: bool = True
-    # Regularize a random subset of at most K previous tasks per step.
-    reg_subset: Optional[int] = Field(None, ge=1)
-    # HyperMask only: per-tensor percentile p of mask entries set to zero, and the
-    # weight of the masked L1 penalty on changing the shared weights.
-    sparsity: float = Field(0.0, ge=0, lt=100)
-    l1: float = Field(1e-3, ge=0)
-
-
-class ReplayConfig(_Section):
+class ReplayConfig(Section):
     """The hnet-protected replay model: a decoder (VAE) or generator (GAN) whose weights a
     chunked hypernetwork generates, conditioned on a fixed random vector per task, beside an
     ordinary encoder (VAE) or discriminator (GAN). It trains with the `train` section's
@@ -123,12 +88,11 @@ class ReplayConfig(_Section):
 
     @model_validator(mode="after")
     def _positive(self) -> "ReplayConfig":
-        if any(h < 1 for h in self.encoder_hidden + self.decoder_hidden + self.discriminator_hidden):
-            raise ValueError("layer sizes must be >= 1")
+        check_sizes(self.encoder_hidden + self.decoder_hidden + self.discriminator_hidden)
         return self
 
 
-class TrainConfig(_Section):
+class TrainConfig(Section):
     iters_per_task: int = Field(2000, ge=1)
     batch_size: int = Field(128, ge=1)
     lr: float = Field(1e-3, gt=0)
@@ -139,15 +103,36 @@ class TrainConfig(_Section):
     eval_inferred: bool = True
 
 
-class ExperimentConfig(_Section):
+class ExperimentConfig(Section):
     seed: int = Field(0, ge=0)
     device: str = "auto"
     benchmark: BenchmarkConfig = Field(default_factory=BenchmarkConfig)
-    target: TargetConfig = Field(default_factory=TargetConfig)
-    hnet: HnetConfig = Field(default_factory=HnetConfig)
-    method: MethodConfig = Field(default_factory=MethodConfig)
+    # The sections below exist where the method reads them (its registry entry says which).
+    target: Optional[TargetSection] = None  # the classifier's network
+    hnet: Optional[HnetConfig] = None  # the hypernetwork that generates (or masks) the target's weights
+    method: MethodSection = Field(default_factory=lambda: METHODS["hnet"].section())
     train: TrainConfig = Field(default_factory=TrainConfig)
     replay: Optional[ReplayConfig] = None  # methods with a replay model
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_sections(cls, data: Any) -> Any:
+        """Name the unnamed sections (target: mlp, method: hnet) and give a method the default
+        target and hnet sections it reads when the config has none."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for section, default in NAMED_SECTIONS.items():
+            if isinstance(data.get(section), dict) and "name" not in data[section]:
+                data[section] = {"name": default, **data[section]}
+        method = data.get("method")
+        name = method.get("name") if isinstance(method, dict) else getattr(method, "name", "hnet")
+        spec = METHODS.get(name)
+        if spec is not None:
+            for section in ("target", "hnet"):
+                if section in spec.reads and data.get(section) is None:
+                    data[section] = {"name": NAMED_SECTIONS["target"]} if section == "target" else {}
+        return data
 
     @model_validator(mode="after")
     def _check_device(self) -> "ExperimentConfig":
@@ -158,29 +143,25 @@ class ExperimentConfig(_Section):
 
     @model_validator(mode="after")
     def _check_method(self) -> "ExperimentConfig":
-        if self.method.name == "hypermask":
-            if self.hnet.chunk_dim is not None:
-                raise ValueError("hypermask generates whole masks: set hnet.chunk_dim=null")
-            if self.method.lookahead:
-                raise ValueError("hypermask's output regularizer has no lookahead: set method.lookahead=false")
-            if self.benchmark.name == "regression1d":
-                raise ValueError("hypermask is for classification benchmarks; use method.name=hnet for regression1d")
-        uses_replay = self.method.name in ("replay", "hnet_r", "hnet_tir")
-        if uses_replay and self.replay is None:
-            raise ValueError(f"method {self.method.name} needs a replay section; start from a class_mnist_*, "
+        name = self.method.name
+        spec = METHODS[name]
+        if "replay" in spec.reads and self.replay is None:
+            raise ValueError(f"method {name} needs a replay section; start from a class_mnist_*, "
                              "*_hnet_r or *_hnet_tir preset or --set replay.beta=0.01")
-        if not uses_replay and self.replay is not None:
-            raise ValueError(f"method {self.method.name} has no replay model; remove the replay section")
-        if self.benchmark.name == "class_mnist" and self.method.name != "replay":
-            raise ValueError("class_mnist has one class per task, so only replay models learn it; "
+        for section in OPTIONAL_SECTIONS:
+            if section not in spec.reads and getattr(self, section) is not None:
+                reads = ", ".join(sorted(spec.reads)) or "none of target, hnet, replay"
+                raise ValueError(f"method {name} does not use the {section} section (it reads {reads}); "
+                                 f"remove {section} from the config")
+        bench = BENCHMARKS[self.benchmark.name]
+        if spec.classifies and not bench.classifiable:
+            raise ValueError(f"{bench.name} has one class per task, so only replay models learn it; "
                              "use method.name=replay")
-        if self.method.name in ("hnet_r", "hnet_tir") and self.replay.model != "vae":
-            raise ValueError(f"{self.method.name} replays from the VAE (the GAN was not used for replay); "
-                             "set replay.model=vae")
-        if self.method.name == "hnet_tir" and self.benchmark.scenario == "cl1":
-            raise ValueError("hnet_tir infers the task, which CL1 gives; use method.name=hnet for cl1")
-        if uses_replay and self.benchmark.name == "regression1d":
-            raise ValueError("the replay VAE models MNIST images; pick an MNIST benchmark")
+        if self.target is not None and TARGETS[self.target.name].images_only and len(bench.input_shape(self.benchmark)) != 3:
+            raise ValueError(f"target {self.target.name} reads images and {bench.name} gives vectors; "
+                             "set benchmark.as_rgb32=true (MNIST digits as 3x32x32) or pick an image benchmark")
+        if spec.check is not None:
+            spec.check(self)
         return self
 
     def flat(self) -> dict[str, Any]:
@@ -281,7 +262,48 @@ def read_yaml_tree(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     if parent is None:
         return tree
     base = read_yaml_tree(_resolve_relative(path, parent), _seen + (path,))
-    return _deep_merge(base, tree)
+    return _deep_merge(_what_carries_over(base, tree), tree)
+
+
+def _what_carries_over(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
+    """What a preset inherits from the one it extends: all of it, except that where the child
+    names another method or target, only the keys that one also has carry over (HNET+TIR keeps
+    HNET's beta; HNET+R, which has none, keeps nothing), and the sections the child's method
+    does not read are left behind (HNET+R keeps its parent's target, not its hypernetwork)."""
+    base = dict(base)
+    for section, registry in REGISTRIES.items():
+        name = _section_name(child, section)
+        if name in registry and name != _section_name(base, section) and isinstance(base.get(section), dict):
+            fields = registry[name].section.model_fields
+            base[section] = {k: v for k, v in base[section].items() if k in fields and k != "name"}
+    spec = METHODS.get(_section_name(child, "method") or _section_name(base, "method") or "")
+    if spec is not None:
+        for section in OPTIONAL_SECTIONS:
+            if section not in spec.reads:
+                base.pop(section, None)
+    return base
+
+
+def _section_name(tree: dict[str, Any], section: str) -> str | None:
+    value = tree.get(section)
+    return value.get("name", NAMED_SECTIONS[section]) if isinstance(value, dict) else None
+
+
+def saved_tree(tree: dict[str, Any]) -> dict[str, Any]:
+    """A config saved by any hypercl version (run folder, checkpoint, sweep folder, MLflow params)
+    as today's schema reads it: the keys its method ignored then (a `method.beta` under HNET+R,
+    the classifier sections of a replay model, HyperMask's `method.lookahead`) did nothing, so
+    they are dropped rather than refused, and the run resumes, reruns and exports as it was."""
+    tree = copy.deepcopy(tree)
+    method = tree.get("method") if isinstance(tree.get("method"), dict) else {}
+    spec = METHODS.get(method.get("name", NAMED_SECTIONS["method"]))
+    if spec is None:
+        return tree  # validation names the unknown method
+    tree["method"] = {k: v for k, v in method.items() if k in spec.section.model_fields}
+    for section in OPTIONAL_SECTIONS:
+        if section not in spec.reads:
+            tree.pop(section, None)
+    return tree
 
 
 _WHAT_A_CONFIG_NEEDS = ("a config file names at least `benchmark` (e.g. `benchmark: {name: split_mnist}`, "
@@ -301,41 +323,58 @@ def _resolve_relative(path: Path, parent: str) -> Path:
     return sibling if sibling.is_file() else resolve_preset(parent)
 
 
-def build_config(tree: dict[str, Any], source: str = "config") -> ExperimentConfig:
+def build_config(tree: dict[str, Any], source: str = "config", saved: bool = False) -> ExperimentConfig:
+    """Validate a config tree; `saved`: one that hypercl wrote (see `saved_tree`)."""
     try:
-        return ExperimentConfig.model_validate(tree)
+        return ExperimentConfig.model_validate(saved_tree(tree) if saved else tree)
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(exc, source)) from None
 
 
 def load_config(name_or_path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
-    """Preset or YAML file, then `key=value` overrides, validated as one object."""
+    """Preset or YAML file, then `key=value` overrides, validated as one object.
+
+    `--set method.name=X` (or `target.name=X`) reads as a preset extending this one with X:
+    the preset's keys X has no use for are left behind, the overrides given are all kept."""
     path = resolve_preset(name_or_path)
     tree = read_yaml_tree(path)
     if "benchmark" not in tree:  # e.g. only `train:`; the defaults would pick SplitMNIST unasked
         raise ConfigError(f"{path} names no benchmark; {_WHAT_A_CONFIG_NEEDS}")
-    for item in overrides or []:
-        key, value = parse_override(item)
+    parsed = [parse_override(item) for item in overrides or []]
+    renamed: dict[str, Any] = {}
+    for key, value in parsed:
+        section, _, field = key.partition(".")
+        if section in REGISTRIES and field == "name":
+            renamed[section] = {"name": value}
+    if renamed:
+        tree = _what_carries_over(tree, renamed)
+    for key, value in parsed:
         set_dotted(tree, key, value)
     return build_config(tree, source=str(name_or_path))
 
 
-def config_from_flat(flat: dict[str, Any], base: ExperimentConfig | None = None) -> ExperimentConfig:
-    """Rebuild a config from dotted keys (a sweep sample or MLflow params) over `base`."""
+def config_from_flat(flat: dict[str, Any], base: ExperimentConfig | None = None, saved: bool = False) -> ExperimentConfig:
+    """Rebuild a config from dotted keys over `base`: a sweep sample, or (`saved`) MLflow params."""
     tree = base.model_dump() if base is not None else {}
     for key, value in flat.items():
         set_dotted(tree, key, value)
-    return build_config(tree, source="flat config")
+    return build_config(tree, source="flat config", saved=saved)
 
 
 def describe_validation_error(exc: ValidationError, source: str) -> str:
     """One line for the first problem: the dotted key, what is wrong, how to fix it."""
     err = exc.errors()[0]
-    key = ".".join(str(p) for p in err["loc"]) or "<top level>"
+    loc = _without_tags(err["loc"])
+    key = ".".join(str(p) for p in loc) or "<top level>"
     if err["type"] == "extra_forbidden":
-        section = ".".join(str(p) for p in err["loc"][:-1])
-        valid = _valid_keys(section)
-        return f"unknown config key '{key}' in {source}; valid keys{' in ' + section if section else ''}: {', '.join(valid)}"
+        section = ".".join(str(p) for p in loc[:-1])
+        valid = ", ".join(_valid_keys(err["loc"][:-1]))
+        if len(err["loc"]) == 3 and err["loc"][0] in NAMED_SECTIONS:  # a registry entry's own section
+            return f"unknown config key '{key}' in {source}; {err['loc'][0]} {err['loc'][1]} takes: {valid}"
+        return f"unknown config key '{key}' in {source}; valid keys{' in ' + section if section else ''}: {valid}"
+    if err["type"] == "union_tag_invalid":
+        names = err["ctx"]["expected_tags"]
+        return f"config key '{key}.name': {err['ctx']['tag']!r} is none of {names}; fix it in {source} or with --set {key}.name=<name>"
     msg = err["msg"].removeprefix("Value error, ")
     if not err["loc"]:  # a rule across sections; its message names the keys and the fix
         return f"config {source}: {msg}"
@@ -344,13 +383,36 @@ def describe_validation_error(exc: ValidationError, source: str) -> str:
     return f"config key '{key}': {msg}{got_text}; fix it in {source} or with --set {key}=<value>"
 
 
-def _valid_keys(section: str) -> list[str]:
-    model: type[BaseModel] = ExperimentConfig
-    for part in filter(None, section.split(".")):
+def _without_tags(loc: tuple) -> tuple:
+    """An error location as the user writes the key: pydantic puts the chosen member of a named
+    section's union in the path (`method.hypermask.lookahead` for `method.lookahead`)."""
+    if len(loc) > 1 and loc[0] in REGISTRIES and loc[1] in REGISTRIES[loc[0]]:
+        return (loc[0], *loc[2:])
+    return tuple(loc)
+
+
+def _section_model(loc: tuple) -> type[BaseModel] | None:
+    """The section class at `loc` (tags included, as pydantic reports them)."""
+    model: type[BaseModel] | None = ExperimentConfig
+    i = 0
+    while i < len(loc) and model is not None:
+        part = loc[i]
+        if not isinstance(part, str) or part not in model.model_fields:
+            return None
+        if model is ExperimentConfig and part in REGISTRIES:
+            registry = REGISTRIES[part]
+            tag = loc[i + 1] if i + 1 < len(loc) else None
+            model = registry[tag].section if tag in registry else None
+            i += 2
+            continue
         annotation = model.model_fields[part].annotation
         # An optional section (`replay`) is Optional[Section]: look inside the union.
-        section_type = next((a for a in (annotation, *get_args(annotation)) if isinstance(a, type) and issubclass(a, BaseModel)), None)
-        if section_type is None:
-            return []
-        model = section_type
-    return list(model.model_fields)
+        model = next((a for a in (annotation, *get_args(annotation)) if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        i += 1
+    return model
+
+
+def _valid_keys(loc: tuple) -> list[str]:
+    model = _section_model(tuple(loc))
+    keys = list(model.model_fields) if model is not None else []
+    return sorted(keys, key=lambda k: k != "name")  # the name that picked the section first

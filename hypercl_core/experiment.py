@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from pydantic import ValidationError
 
 from hypercl_core.accounting import count_params
 from hypercl_core.config import ExperimentConfig, build_config, read_yaml_tree
-from hypercl_core.data.tasks import require_data
+from hypercl_core.data.benchmarks import require_data
+from hypercl_core.device import resolve_device
 from hypercl_core.errors import UserError
-from hypercl_core.methods import Subsystem, build_learner, resolve_device
+from hypercl_core.methods import Subsystem, build_learner
 from hypercl_core.provenance import provenance, resumed_origin
 from hypercl_core.metrics import ScoreMatrix, lower_is_better, matrix_names, plot_matrix, primary_metric, score_name
 from hypercl_core.seeding import seed_everything
@@ -80,8 +80,8 @@ class Experiment:
                             "not written by hypercl (or was altered) and is not loaded; start a new run") from None
         # Through today's schema, so a key added since (default = old behaviour) does not orphan the run.
         try:
-            same = _what_it_learns(ExperimentConfig.model_validate(state["config"])) == _what_it_learns(self.cfg)
-        except ValidationError:  # a key since removed or retyped
+            same = _what_it_learns(build_config(state["config"], saved=True)) == _what_it_learns(self.cfg)
+        except UserError:  # a key since removed or retyped
             same = False
         if not same:
             raise UserError(f"checkpoint in {self.run_dir} was written with a different config; start a new run")
@@ -181,7 +181,7 @@ def start_run(cfg: ExperimentConfig, run_dir: str | os.PathLike, **kwargs) -> Ex
     The device and the data are checked first, so a run that cannot train leaves no folder."""
     resolve_device(cfg.device)
     if kwargs.get("learner") is None:  # a given learner brought its own data
-        require_data(cfg, kwargs.get("data_root"))
+        require_data(cfg.benchmark, kwargs.get("data_root"))
     path = Path(run_dir)
     if (path / CHECKPOINT).exists():
         raise UserError(f"run folder {path} already holds a run; resume it with --resume {path} or pick another --name")
@@ -198,10 +198,10 @@ def resume_run(run_dir: str | os.PathLike, device: str | None = None, **kwargs) 
     tree = read_yaml_tree(path / CONFIG)
     if device is not None:
         tree["device"] = device
-    cfg = build_config(tree, source=str(path / CONFIG))
+    cfg = build_config(tree, source=str(path / CONFIG), saved=True)
     resolve_device(cfg.device)
     if kwargs.get("learner") is None:
-        require_data(cfg, kwargs.get("data_root"))
+        require_data(cfg.benchmark, kwargs.get("data_root"))
     exp = Experiment(cfg, path, **kwargs)
     if (path / CHECKPOINT).is_file():
         exp.load_checkpoint()

@@ -13,11 +13,16 @@ import io
 import os
 import re
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from hypercl_core.accounting import BENCHMARK_SHAPES
-from hypercl_core.config import ExperimentConfig
+from hypercl_core.data.benchmarks import BENCHMARKS
 from hypercl_core.errors import UserError
+from hypercl_core.registry import method_spec
+
+if TYPE_CHECKING:
+    from hypercl_core.config import ExperimentConfig
 
 LOSSES = ("mse", "nll", "sample_drift")  # scores where lower is better
 ACCURACIES = ("acc", "acc_task_given", "acc_task_inferred", "task_inference_acc")  # in %, higher is better
@@ -57,11 +62,13 @@ def metric_mode(metric: str) -> str:
 
 
 def primary_metric(cfg: ExperimentConfig) -> str:
-    """The matrix a run is judged by: accuracy with the task given (CL1) or inferred
-    (CL2/CL3), MSE for regression, negative ELBO for a replay model learned on its own."""
-    if cfg.method.name == "replay":
-        return "nll" if cfg.replay.model == "vae" else "sample_drift"
-    if cfg.benchmark.name == "regression1d":
+    """The matrix a run is judged by (the method's registry entry says which)."""
+    return method_spec(cfg).primary(cfg)
+
+
+def classifier_primary(cfg: ExperimentConfig) -> str:
+    """A classifier's: accuracy with the task given (CL1) or inferred (CL2/CL3); MSE for regression."""
+    if BENCHMARKS[cfg.benchmark.name].regression:
         return "mse"
     return "acc_task_given" if cfg.benchmark.scenario == "cl1" else "acc_task_inferred"
 
@@ -85,14 +92,15 @@ def infers_task(cfg: ExperimentConfig) -> bool:
 
 
 def matrix_names(cfg: ExperimentConfig) -> list[str]:
-    """The score matrices an evaluation fills for this config."""
-    main = primary_metric(cfg)
-    if main == "nll":
-        return ["nll", "sample_drift"]
-    if main in LOSSES:
-        return [main]
-    if cfg.method.name == "hnet_r":  # answers without inferring a task: no task-inference matrix
-        return ["acc_task_given"] if cfg.benchmark.scenario == "cl1" else ["acc_task_given", "acc_task_inferred"]
+    """The score matrices an evaluation fills for this config (the method's registry entry says which)."""
+    return method_spec(cfg).scores(cfg)
+
+
+def hnet_classifier_scores(cfg: ExperimentConfig) -> list[str]:
+    """An hnet classifier's: the task given, and where it infers the task (HNET+ENT, HNET+TIR)
+    the task inferred and how often the inferred task is right; MSE for regression."""
+    if BENCHMARKS[cfg.benchmark.name].regression:
+        return ["mse"]
     return ["acc_task_given", "acc_task_inferred", "task_inference_acc"] if infers_task(cfg) else ["acc_task_given"]
 
 
@@ -159,7 +167,7 @@ def chance_accuracy(cfg: ExperimentConfig) -> float | None:
     (CL1 given, CL2 shared) or all tasks' classes (CL3); None for a loss-scored run."""
     if score_name(cfg) != "acc":
         return None
-    per_task = BENCHMARK_SHAPES[cfg.benchmark.name][1]
+    per_task = BENCHMARKS[cfg.benchmark.name].outputs_per_task
     classes = per_task * (cfg.benchmark.num_tasks if cfg.benchmark.scenario == "cl3" else 1)
     return 100.0 / classes
 

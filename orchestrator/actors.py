@@ -79,7 +79,7 @@ class SubsystemActor:
 
     def build(self, cfg: dict, data_root: str | None) -> None:
         self.subsystem = None  # free the previous trial's tensors before allocating new ones
-        config = build_config(cfg)
+        config = build_config(cfg, saved=True)
         device = config.device
         if device == "auto":
             import torch  # noqa: PLC0415

@@ -115,7 +115,7 @@ def _short(value: Any) -> str:
 
 def export_config(run, path: Path, metric: str) -> None:
     """The winning run's full config as a preset-style YAML that `hypercl run`/`rerun` accept."""
-    cfg = config_from_flat(decode_params(run.data.params))
+    cfg = config_from_flat(decode_params(run.data.params), saved=True)
     value = run.data.metrics.get(metric)
     header = f"# exported by `hypercl best` from MLflow run {run.info.run_id} ({metric} = {value})\n"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -113,7 +113,7 @@ def read_study(tracking_uri: str, name: str) -> Study:
     if not parents:
         raise UserError(f"sweep {name!r} is not a robustness study; plot a study started with `hypercl robustness`")
     params = decode_params(parents[0].data.params)
-    base = config_from_flat({k: v for k, v in params.items() if not k.startswith("study.")})
+    base = config_from_flat({k: v for k, v in params.items() if not k.startswith("study.")}, saved=True)
     request = {k.removeprefix("study."): v for k, v in params.items() if k.startswith("study.")}
     score = score_name(base)
     trials = client.search_runs([experiment.experiment_id], filter_string=f"tags.`{KIND}` = 'trial'",
@@ -123,7 +123,7 @@ def read_study(tracking_uri: str, name: str) -> Study:
 
 
 def _row(run, score: str) -> dict[str, Any]:
-    cfg = config_from_flat(decode_params(run.data.params))
+    cfg = config_from_flat(decode_params(run.data.params), saved=True)
     metrics = run.data.metrics
     status = run.info.status
     return {
@@ -159,7 +159,7 @@ def load_study(folder: Path) -> Study:
     meta = yaml.safe_load(meta_file.read_text())
     rows = [{key: _parsed(key, text) for key, text in row.items()}
             for row in csv.DictReader(io.StringIO(rows_file.read_text()))]
-    return Study(meta["name"], meta["preset"], build_config(meta["config"], str(meta_file)), meta["request"], rows)
+    return Study(meta["name"], meta["preset"], build_config(meta["config"], str(meta_file), saved=True), meta["request"], rows)
 
 
 def _parsed(key: str, text: str) -> Any:

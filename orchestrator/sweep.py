@@ -27,7 +27,7 @@ from typing import Any
 import yaml
 
 from hypercl_core.config import ExperimentConfig, build_config, load_config
-from hypercl_core.data.tasks import require_data
+from hypercl_core.data.benchmarks import require_data
 from hypercl_core.errors import UserError, first_line
 from hypercl_core.methods import subsystem_names
 from hypercl_core.provenance import provenance
@@ -72,7 +72,7 @@ class SweepSpec:
 
     @property
     def config(self) -> ExperimentConfig:
-        return build_config(self.base_config)
+        return build_config(self.base_config, saved=True)
 
     @property
     def total_trials(self) -> int:
@@ -168,7 +168,7 @@ def start(spec: SweepSpec, folder: Path, address: str | None) -> SweepOutcome:
     spec.tracking_uri = spec.tracking_uri or embedded_uri(folder)
     check_tracking_uri(spec.tracking_uri)
     if address is None:  # on a cluster each node resolves its own data root
-        spec.data_root = str(require_data(spec.config, spec.data_root).resolve())
+        spec.data_root = str(require_data(spec.config.benchmark, spec.data_root).resolve())
     # An embedded store keeps artifacts in the sweep folder; a server stores them itself.
     embedded = spec.tracking_uri.startswith("sqlite:///")
     tracker = SweepTracker(spec.tracking_uri, spec.name, artifact_root=folder / "artifacts" if embedded else None)

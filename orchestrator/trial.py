@@ -56,7 +56,7 @@ class TrialContext:
     def resolve(self, sample: dict[str, Any]) -> tuple[ExperimentConfig | None, float | None]:
         """The trial's config (None when no chunk size meets the space's compression bound) and, in a
         sweep, how far its architecture lies above that bound (SearchSpace.compression_excess)."""
-        base = build_config(self.base)
+        base = build_config(self.base, saved=True)
         key = sample[TRIAL_KEY]
         if not self.space:
             return config_from_flat(self.variants[int(key[1:])], base), None

@@ -15,6 +15,7 @@ pytest_plugins = ["tests.postgres"]
 
 from hypercl_core.config import ExperimentConfig, load_config  # noqa: E402
 from hypercl_core.data.mnist import resolve_data_root  # noqa: E402
+from hypercl_core.methods import METHODS  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -53,6 +54,8 @@ def tiny_vae(*overrides: str, tasks: int = 3, iters: int = 40) -> ExperimentConf
 def tiny_with_replay(method: str, scenario: str, tasks: int = 2, *overrides: str) -> ExperimentConfig:
     """A SplitMNIST preset of a replay method (hnet_r, hnet_tir), shrunk like `tiny`."""
     small_hnet = ["hnet.hidden=[8]", "hnet.chunk_dim=4000", "hnet.temb_dim=8", "hnet.cemb_dim=8"]
+    if "hnet" not in METHODS[method].reads:  # HNET+R's classifier is an ordinary network
+        small_hnet = []
     return load_config(f"split_mnist_{scenario}_{method}", [*SMALL_REPLAY, *small_hnet, "target.hidden=[64]",
                                                             "train.iters_per_task=40", f"benchmark.num_tasks={tasks}",
                                                             *overrides])

@@ -1,21 +1,27 @@
 """Benchmarks as sequences of tasks whose tensors live on the training device.
 
 Tasks that share inputs (PermutedMNIST) share one tensor and apply their
-permutation per batch, so ten tasks cost one copy of the images.
+permutation per batch, so ten tasks cost one copy of the images. Images kept
+as uint8 (CIFAR, MNIST as 3x32x32) become floats per batch (`decode`), after
+the batch's random augmentation where the benchmark has one.
 """
 
 from __future__ import annotations
 
-import os
+import math
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Iterator, Optional
+from typing import TYPE_CHECKING, Callable, Iterator, Optional
 
 import numpy as np
 import torch
 
-from hypercl_core.config import BenchmarkConfig, ExperimentConfig
-from hypercl_core.data.mnist import load_mnist, pad_to_32, require_mnist, resolve_data_root, to_unit_float
+from hypercl_core.data.mnist import pad_to_32, to_unit_float
+
+if TYPE_CHECKING:
+    from hypercl_core.config import BenchmarkConfig
+
+Decode = Callable[[torch.Tensor], torch.Tensor]  # stored inputs -> what the network reads
+Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]  # a stored batch -> a randomly altered one
 
 
 @dataclass
@@ -29,12 +35,22 @@ class Task:
     y_test: torch.Tensor
     class_offset: int = 0  # global label = class_offset + local label (CL3)
     perm: Optional[torch.Tensor] = None  # input permutation, applied lazily
+    decode: Optional[Decode] = None
+    augment: Optional[Augment] = None  # training batches only
 
     def inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """Stored inputs as the network reads them."""
+        if self.decode is not None:
+            x = self.decode(x)
         return x if self.perm is None else x[:, self.perm]
 
-    def train_batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.inputs(self.x_train[idx]), self.y_train[idx]
+    def train_batch(self, idx: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The training examples `idx`, augmented (if the benchmark augments) with draws from the
+        task's generator, so a seed gives the same batches."""
+        x = self.x_train[idx]
+        if self.augment is not None:
+            x = self.augment(x, generator)
+        return self.inputs(x), self.y_train[idx]
 
     def test_batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for start in range(0, len(self.x_test), batch_size):
@@ -50,7 +66,7 @@ class Task:
 class Benchmark:
     name: str
     tasks: list[Task]
-    input_dim: int
+    input_shape: tuple[int, ...]  # one example as the network reads it: (784,), (3, 32, 32), ...
     outputs_per_task: int  # classes per task (1 for regression)
     regression: bool = False
 
@@ -58,53 +74,44 @@ class Benchmark:
     def num_tasks(self) -> int:
         return len(self.tasks)
 
-
-def reads_mnist(cfg: BenchmarkConfig) -> bool:
-    """Whether the benchmark's tasks are made from MNIST (all but the generated 1D regression)."""
-    return cfg.name != "regression1d"
-
-
-def require_data(cfg: ExperimentConfig, data_root: str | os.PathLike | None = None) -> Path:
-    """The resolved data root, after checking that it holds the files this config reads.
-
-    Call it before anything is written (run folder, sweep folder), so a missing dataset
-    is one line (a `DataError`) and not a half-made run; configs that read no files pass.
-    """
-    root = resolve_data_root(data_root)
-    if reads_mnist(cfg.benchmark):
-        require_mnist(root)
-    return root
-
-
-def build_benchmark(cfg: BenchmarkConfig, seed: int, device: torch.device, data_root: str | None = None) -> Benchmark:
-    if cfg.name == "regression1d":
-        return regression1d(cfg, seed, device)
-    mnist = load_mnist(resolve_data_root(data_root))
-    if cfg.name == "split_mnist":
-        return split_mnist(mnist, cfg.num_tasks, device)
-    if cfg.name == "class_mnist":
-        return class_mnist(mnist, cfg.num_tasks, device)
-    return permuted_mnist(mnist, cfg.num_tasks, seed, device)
+    @property
+    def input_dim(self) -> int:
+        """Values per example, for networks that read a flat vector."""
+        return math.prod(self.input_shape)
 
 
 def _tensor(array: np.ndarray, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     return torch.from_numpy(np.array(array, copy=True)).to(device=device, dtype=dtype)
 
 
-def split_mnist(mnist, num_tasks: int, device: torch.device) -> Benchmark:
+def rgb32(images: torch.Tensor) -> torch.Tensor:
+    """Stored (N, 1, 32, 32) uint8 digits -> (N, 3, 32, 32) floats in [0, 1], the input a CIFAR
+    conv net takes (one channel replicated three times)."""
+    return (images.float() / 255.0).expand(-1, 3, -1, -1)
+
+
+def _digit_images(images: np.ndarray, device: torch.device, as_rgb32: bool) -> torch.Tensor:
+    """Flat [0, 1] floats, or (as_rgb32) zero-padded 32x32 uint8 decoded per batch by `rgb32`."""
+    if as_rgb32:
+        return _tensor(pad_to_32(images)[:, None], device, torch.uint8)
+    return _tensor(to_unit_float(images), device, torch.float32)
+
+
+def split_mnist(mnist, num_tasks: int, device: torch.device, as_rgb32: bool = False) -> Benchmark:
     """Task t holds digits 2t and 2t+1; labels 0/1 within the task."""
-    return _digit_groups(mnist, num_tasks, 2, "split_mnist", device)
+    return _digit_groups(mnist, num_tasks, 2, "split_mnist", device, as_rgb32)
 
 
-def class_mnist(mnist, num_tasks: int, device: torch.device) -> Benchmark:
+def class_mnist(mnist, num_tasks: int, device: torch.device, as_rgb32: bool = False) -> Benchmark:
     """Class-incremental MNIST: task t is digit t alone (for replay models)."""
-    return _digit_groups(mnist, num_tasks, 1, "class_mnist", device)
+    return _digit_groups(mnist, num_tasks, 1, "class_mnist", device, as_rgb32)
 
 
-def _digit_groups(mnist, num_tasks: int, per_task: int, name: str, device: torch.device) -> Benchmark:
+def _digit_groups(mnist, num_tasks: int, per_task: int, name: str, device: torch.device,
+                  as_rgb32: bool) -> Benchmark:
     """Task t holds digits per_task*t .. per_task*t + per_task-1, labelled from 0 within the task."""
-    x_train = _tensor(to_unit_float(mnist.train_x), device, torch.float32)
-    x_test = _tensor(to_unit_float(mnist.test_x), device, torch.float32)
+    x_train = _digit_images(mnist.train_x, device, as_rgb32)
+    x_test = _digit_images(mnist.test_x, device, as_rgb32)
     y_train = _tensor(mnist.train_y, device, torch.long)
     y_test = _tensor(mnist.test_y, device, torch.long)
     tasks = []
@@ -112,8 +119,9 @@ def _digit_groups(mnist, num_tasks: int, per_task: int, name: str, device: torch
         first = per_task * t
         tr = (y_train >= first) & (y_train < first + per_task)
         te = (y_test >= first) & (y_test < first + per_task)
-        tasks.append(Task(t, x_train[tr], y_train[tr] - first, x_test[te], y_test[te] - first, class_offset=first))
-    return Benchmark(name, tasks, input_dim=784, outputs_per_task=per_task)
+        tasks.append(Task(t, x_train[tr], y_train[tr] - first, x_test[te], y_test[te] - first, class_offset=first,
+                          decode=rgb32 if as_rgb32 else None))
+    return Benchmark(name, tasks, input_shape=(3, 32, 32) if as_rgb32 else (784,), outputs_per_task=per_task)
 
 
 def permuted_mnist(mnist, num_tasks: int, seed: int, device: torch.device) -> Benchmark:
@@ -127,7 +135,7 @@ def permuted_mnist(mnist, num_tasks: int, seed: int, device: torch.device) -> Be
         Task(t, x_train, y_train, x_test, y_test, class_offset=10 * t, perm=None if t == 0 else perms[t].to(device))
         for t in range(num_tasks)
     ]
-    return Benchmark("permuted_mnist", tasks, input_dim=1024, outputs_per_task=10)
+    return Benchmark("permuted_mnist", tasks, input_shape=(1024,), outputs_per_task=10)
 
 
 def permutations(num_tasks: int, dim: int, seed: int) -> list[torch.Tensor]:
@@ -152,4 +160,4 @@ def regression1d(cfg: BenchmarkConfig, seed: int, device: torch.device) -> Bench
         y_tr = fn(x_tr) + cfg.noise_std * torch.randn(x_tr.shape, generator=gen)
         x_te = torch.linspace(lo, hi, 1000).unsqueeze(1)
         tasks.append(Task(t, x_tr.to(device), y_tr.to(device), x_te.to(device), fn(x_te).to(device)))
-    return Benchmark("regression1d", tasks, input_dim=1, outputs_per_task=1, regression=True)
+    return Benchmark("regression1d", tasks, input_shape=(1,), outputs_per_task=1, regression=True)

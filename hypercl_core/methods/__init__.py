@@ -1,69 +1,39 @@
-"""Continual-learning methods, each split into subsystems with a small interface.
+"""Continual-learning methods, each declared by its own module (see `registry`).
 
-A subsystem learns tasks by index (`learn_task(t)`), scores itself on the
-tasks seen so far (`evaluate(upto)`), and round-trips its state
-(`state_dict` / `load_state_dict`). The experiment runner drives these calls
-in one process; the orchestrator makes the same calls on Ray actors.
+Importing this package registers every method; building one goes through its
+registry entry: the subsystems it names, each on the benchmark loaded onto its
+device, composed into one Subsystem where there are several. The experiment
+runner does this in one process; the orchestrator builds each subsystem on its
+own Ray actor and composes the proxies.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Protocol
+from typing import TYPE_CHECKING
 
-import torch
+from hypercl_core.data.benchmarks import build_benchmark
+from hypercl_core.device import resolve_device
+from hypercl_core.methods import hnet, hnet_r, hnet_tir, hypermask, replay_model  # noqa: F401 - registers them
+from hypercl_core.registry import METHODS, method_spec
+from hypercl_core.subsystem import Progress, Subsystem
 
-from hypercl_core.config import ExperimentConfig
-from hypercl_core.data.tasks import build_benchmark
+if TYPE_CHECKING:
+    from hypercl_core.config import ExperimentConfig
 
-Progress = Callable[[int], None]
-
-
-class Subsystem(Protocol):
-    def learn_task(self, t: int, progress: Progress | None = None) -> dict[str, float]: ...
-
-    def evaluate(self, upto: int) -> dict[str, list[float]]: ...
-
-    def state_dict(self) -> dict: ...
-
-    def load_state_dict(self, state: dict) -> None: ...
-
-
-def resolve_device(spec: str) -> torch.device:
-    """The torch device for a config's `device`, refused here (one line) rather than deep in CUDA."""
-    if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if spec.startswith("cuda"):
-        from hypercl_core.errors import ConfigError  # noqa: PLC0415
-
-        if not torch.cuda.is_available():
-            raise ConfigError(f"device {spec!r} requested but CUDA is not available here; use --set device=auto or cpu")
-        count, index = torch.cuda.device_count(), torch.device(spec).index
-        if index is not None and index >= count:
-            raise ConfigError(f"device {spec!r} requested but this machine has {count} GPU(s), cuda:0 to cuda:{count - 1}; "
-                              "use --set device=cuda:<index> or auto")
-    return torch.device(spec)
+__all__ = ["METHODS", "Progress", "Subsystem", "build_learner", "build_subsystem", "compose", "subsystem_names"]
 
 
 def subsystem_names(cfg: ExperimentConfig) -> list[str]:
     """The separately placeable parts of the configured method, main learner first."""
-    return {"hnet": ["target_hnet"], "hypermask": ["target_hypermask"], "replay": [f"replay_{cfg.replay and cfg.replay.model}"],
-            "hnet_r": ["classifier", "replay_vae"],
-            "hnet_tir": ["target_hnet", "replay_vae", "task_inference"]}[cfg.method.name]
+    return list(method_spec(cfg).subsystems(cfg))
 
 
 def build_subsystem(name: str, cfg: ExperimentConfig, data_root: str | None = None,
                     device: str | None = None) -> Subsystem:
     """Load the benchmark onto the device and build one subsystem of the method."""
-    from hypercl_core.methods.hnet import HnetLearner  # noqa: PLC0415
-    from hypercl_core.methods.hypermask import HyperMaskLearner  # noqa: PLC0415
-    from hypercl_core.methods.replay_classifier import ReplayClassifier, TaskInferenceClassifier  # noqa: PLC0415
-    from hypercl_core.replay.gan import HnetGAN  # noqa: PLC0415
-    from hypercl_core.replay.vae import HnetVAE  # noqa: PLC0415
-
-    builders = {"target_hnet": HnetLearner, "target_hypermask": HyperMaskLearner, "replay_vae": HnetVAE, "replay_gan": HnetGAN,
-                "classifier": ReplayClassifier, "task_inference": TaskInferenceClassifier}
+    builders = method_spec(cfg).subsystems(cfg)
     if name not in builders:
-        raise ValueError(f"unknown subsystem {name!r}; known: {sorted(builders)}")
+        raise ValueError(f"method {cfg.method.name} has no subsystem {name!r}; it has {list(builders)}")
     dev = resolve_device(device or cfg.device)
     bench = build_benchmark(cfg.benchmark, cfg.seed, dev, data_root)
     return builders[name](cfg, bench, dev)
@@ -71,11 +41,8 @@ def build_subsystem(name: str, cfg: ExperimentConfig, data_root: str | None = No
 
 def compose(cfg: ExperimentConfig, parts: dict[str, Subsystem]) -> Subsystem:
     """The method as one Subsystem over its parts (local objects or actor proxies)."""
-    if len(parts) == 1:
-        return next(iter(parts.values()))
-    from hypercl_core.methods.composite import ReplayMethod, TaskInferenceMethod  # noqa: PLC0415
-
-    return {"hnet_r": ReplayMethod, "hnet_tir": TaskInferenceMethod}[cfg.method.name](parts)
+    spec = method_spec(cfg)
+    return spec.compose(parts) if spec.compose is not None else next(iter(parts.values()))
 
 
 def build_learner(cfg: ExperimentConfig, data_root: str | None = None, device: str | None = None) -> Subsystem:

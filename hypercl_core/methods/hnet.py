@@ -8,17 +8,27 @@ resolved by predictive entropy over all learned embeddings (HNET+ENT).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Literal
+
 import torch
 import torch.nn.functional as F
 
-from hypercl_core.accounting import hnet_outputs, num_heads
-from hypercl_core.config import ExperimentConfig
+from hypercl_core.accounting import ParamCounts, hnet_counts
 from hypercl_core.data.tasks import Benchmark
 from hypercl_core.hnets.mlp_hnet import HyperNetwork, TaskEmbeddings
 from hypercl_core.hnets.protected import Protection, learn_protected_task
-from hypercl_core.methods import Progress
-from hypercl_core.metrics import infers_task, matrix_names
-from hypercl_core.nets.mlp import TargetMLP
+from hypercl_core.registry import MethodSpec, register
+from hypercl_core.subsystem import Progress
+from hypercl_core.metrics import classifier_primary, hnet_classifier_scores, infers_task, matrix_names
+from hypercl_core.nets.targets import classifier_target
+from hypercl_core.sections import ProtectedSection
+
+if TYPE_CHECKING:
+    from hypercl_core.config import ExperimentConfig
+
+
+class HnetSection(ProtectedSection):
+    name: Literal["hnet"] = "hnet"
 
 
 class HnetLearner:
@@ -28,13 +38,11 @@ class HnetLearner:
         self.cfg = cfg
         self.bench = bench
         self.device = device
-        self.heads = num_heads(cfg.benchmark)
-        self.target = TargetMLP(
-            bench.input_dim, cfg.target.hidden, bench.outputs_per_task, self.heads, cfg.target.activation
-        )
+        self.target = classifier_target(cfg)
+        self.heads = self.target.num_heads
         torch.manual_seed(cfg.seed)
         h = cfg.hnet
-        self.hnet = HyperNetwork(hnet_outputs(cfg), h.temb_dim, h.hidden, h.activation, h.chunk_dim, h.cemb_dim,
+        self.hnet = HyperNetwork(self.generated_size(), h.temb_dim, h.hidden, h.activation, h.chunk_dim, h.cemb_dim,
                                  None if h.chunk_dim else self.output_blocks()).to(device)
         self.embeddings = TaskEmbeddings(h.temb_dim)
         # Which hnet outputs a past task uses (shared layers and its own head), for the regularizer.
@@ -44,6 +52,10 @@ class HnetLearner:
         )
 
     # -- what a subclass changes -------------------------------------------
+    def generated_size(self) -> int:
+        """How many values the hypernetwork generates: HNET generates every target weight."""
+        return self.target.num_weights
+
     def output_blocks(self) -> list[int] | None:
         """How a full hnet's outputs split into tensors that deserve their own init scale:
         HNET generates the target's weight tensors."""
@@ -54,7 +66,7 @@ class HnetLearner:
         return self.hnet(embs)
 
     def step_loss(self, t: int, emb: torch.Tensor, x: torch.Tensor, y: torch.Tensor, head: int) -> torch.Tensor:
-        return self._task_loss(self.target(x, self.task_weights(emb.unsqueeze(0))[0], head), y)
+        return self._task_loss(self.target(x, self.task_weights(emb.unsqueeze(0))[0], head, task=t, train=True), y)
 
     def trained_parameters(self) -> list[torch.nn.Parameter]:
         """What the task-loss optimizer updates besides the current embedding."""
@@ -63,6 +75,10 @@ class HnetLearner:
     def begin_task(self, t: int) -> None:
         """Snapshot whatever the method compares against while learning task t."""
 
+    def protection(self) -> Protection:
+        m = self.cfg.method
+        return Protection(m.beta, m.lookahead, m.reg_subset)
+
     # -- training ---------------------------------------------------------
     def learn_task(self, t: int, progress: Progress | None = None) -> dict[str, float]:
         cfg, task = self.cfg, self.bench.tasks[t]
@@ -70,14 +86,13 @@ class HnetLearner:
 
         def step_loss(emb: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
             idx = torch.randint(task.num_train, (cfg.train.batch_size,), generator=gen, device=self.device)
-            x, y = task.train_batch(idx)
+            x, y = task.train_batch(idx, gen)
             return self.step_loss(t, emb, x, y, head)
 
         self.begin_task(t)
         seconds = learn_protected_task(
             self.hnet, self.embeddings, t, step_loss, trained=self.trained_parameters(), lr=cfg.train.lr,
-            steps=cfg.train.iters_per_task, protection=Protection(cfg.method.beta, cfg.method.lookahead,
-                                                                   cfg.method.reg_subset),
+            steps=cfg.train.iters_per_task, protection=self.protection(),
             seed=cfg.seed, device=self.device, output_masks=self.head_masks, progress=progress)
         return {"train_s": seconds, "steps_per_s": cfg.train.iters_per_task / max(seconds, 1e-9),
                 "trained_compression_ratio": self.trained_compression_ratio()}
@@ -109,7 +124,7 @@ class HnetLearner:
         for j in range(upto + 1):
             given, inferred, task_ok, n = 0, 0, 0, 0
             for x, y in self.bench.tasks[j].test_batches(self.cfg.train.eval_batch_size):
-                given += (self.target(x, weights[j], j if self.heads > 1 else 0).argmax(-1) == y).sum().item()
+                given += (self.target(x, weights[j], j if self.heads > 1 else 0, task=j).argmax(-1) == y).sum().item()
                 if not infer:
                     n += len(y)
                     continue
@@ -130,8 +145,8 @@ class HnetLearner:
               chosen: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Run every task's generated network on the batch and answer with the chosen task's:
         the least uncertain one (HNET+ENT) unless the task per image is given."""
-        heads = torch.arange(len(weights), device=x.device) if self.heads > 1 else 0
-        logits = self.target(x, weights, heads)  # (T, N, k)
+        tasks = torch.arange(len(weights), device=x.device)
+        logits = self.target(x, weights, tasks if self.heads > 1 else 0, task=tasks)  # (T, N, k)
         if chosen is None:
             logp = logits.log_softmax(-1)
             chosen = (-(logp.exp() * logp).sum(-1)).argmin(0)  # lowest entropy, (N,)
@@ -140,15 +155,29 @@ class HnetLearner:
 
     def _mse(self, j: int, weights: torch.Tensor) -> float:
         task = self.bench.tasks[j]
-        return F.mse_loss(self.target(task.x_test, weights, 0), task.y_test).item()
+        return F.mse_loss(self.target(task.x_test, weights, 0, task=j), task.y_test).item()
 
     # -- state ------------------------------------------------------------
     def state_dict(self) -> dict:
         return {
             "hnet": {k: v.detach().cpu() for k, v in self.hnet.state_dict().items()},
             "embeddings": [e.detach().cpu() for e in self.embeddings.embs],
+            **({"norm": norm} if (norm := self.target.norm_state()) else {}),
         }
 
     def load_state_dict(self, state: dict) -> None:
         self.hnet.load_state_dict(state["hnet"])
         self.embeddings = TaskEmbeddings.frozen(self.cfg.hnet.temb_dim, state["embeddings"], self.device)
+        self.target.load_norm_state(state.get("norm", {}))
+
+
+def hnet_params(cfg: ExperimentConfig) -> ParamCounts:
+    return hnet_counts(cfg.hnet, classifier_target(cfg).num_weights, cfg.benchmark.num_tasks)
+
+
+register(MethodSpec(
+    "hnet", HnetSection, frozenset({"target", "hnet"}),
+    subsystems=lambda cfg: {"target_hnet": HnetLearner},
+    scores=hnet_classifier_scores, primary=classifier_primary, count_params=hnet_params,
+    summary="a task-conditioned hypernetwork generates the target's weights (von Oswald et al. 2020)",
+))

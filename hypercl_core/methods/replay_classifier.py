@@ -17,19 +17,21 @@ from __future__ import annotations
 
 import math
 import time
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hypercl_core.accounting import num_heads
-from hypercl_core.config import ExperimentConfig
 from hypercl_core.data.tasks import Benchmark
 from hypercl_core.hnets.protected import PROGRESS_EVERY
-from hypercl_core.methods import Progress
-from hypercl_core.nets.mlp import TargetMLP
+from hypercl_core.subsystem import Progress
+from hypercl_core.nets.targets import build_target, num_heads
 from hypercl_core.replay.snapshot import ReplaySnapshot
 from hypercl_core.seeding import task_generator
+
+if TYPE_CHECKING:
+    from hypercl_core.config import ExperimentConfig
 
 TEMPERATURE = 2.0
 REPLAY_BATCH = 128
@@ -51,7 +53,7 @@ class ReplayClassifier:
         self.bench = bench
         self.device = device
         self.scenario, self.k, heads, seed = self.layout(cfg, bench)
-        self.target = TargetMLP(bench.input_dim, cfg.target.hidden, self.k, heads, cfg.target.activation)
+        self.target = build_target(cfg.target, bench.input_shape, self.k, heads, bench.num_tasks)
         torch.manual_seed(seed)
         self.weights = nn.Parameter(self.target.init_weights().to(device))
 
@@ -85,7 +87,7 @@ class ReplayClassifier:
         start = time.perf_counter()
         for step in range(cfg.train.iters_per_task):
             idx = torch.randint(task.num_train, (cfg.train.batch_size,), generator=gen, device=self.device)
-            x, y = task.train_batch(idx)
+            x, y = task.train_batch(idx, gen)
             loss = F.cross_entropy(self.logits(x, self.weights, t, t + 1), self.labels(y, t))
             if replay is not None:
                 images = replay.sample(per_task, gen)  # (t, per_task, pixels)

@@ -18,13 +18,17 @@ since the hnet makes every generator step large.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 
-from hypercl_core.config import ExperimentConfig
 from hypercl_core.data.tasks import Benchmark
-from hypercl_core.methods import Progress
+from hypercl_core.subsystem import Progress
 from hypercl_core.replay.generator import HnetGenerator, mlp
+
+if TYPE_CHECKING:
+    from hypercl_core.config import ExperimentConfig
 
 
 class HnetGAN(HnetGenerator):

@@ -10,20 +10,47 @@ fixed-noise samples kept per task for `hypercl samples`, state) lives here.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 
-from hypercl_core.accounting import decoder_layer_dims
-from hypercl_core.config import ExperimentConfig
+from hypercl_core.accounting import ParamCounts, hnet_counts, mlp_weights
+from hypercl_core.data.benchmarks import BENCHMARKS
 from hypercl_core.data.tasks import Benchmark
 from hypercl_core.hnets.mlp_hnet import HyperNetwork, TaskEmbeddings
 from hypercl_core.hnets.protected import Protection, StepLoss, learn_protected_task
-from hypercl_core.methods import Progress
+from hypercl_core.subsystem import Progress
 from hypercl_core.nets.mlp import TargetMLP
 from hypercl_core.replay.snapshot import ReplaySnapshot, decode_logits, to_pixels
 from hypercl_core.seeding import task_generator
 
+if TYPE_CHECKING:
+    from hypercl_core.config import ExperimentConfig
+
 SAMPLES_KEPT = 8  # per task, drawn with the same noise after learning it and at every evaluation
+
+
+def decoder_layer_dims(cfg: ExperimentConfig) -> list[int]:
+    """The generator MLP: latent code and task condition in, a flat image out."""
+    r = cfg.replay
+    return [2 * r.latent_dim, *r.decoder_hidden, BENCHMARKS[cfg.benchmark.name].flat_size]
+
+
+def replay_params(cfg: ExperimentConfig) -> ParamCounts:
+    """The replay model's hypernetwork against the decoder (generator) it generates."""
+    decoder = mlp_weights(decoder_layer_dims(cfg))
+    return hnet_counts(cfg.replay.hnet, decoder, cfg.benchmark.num_tasks)
+
+
+def check_replay_benchmark(cfg: ExperimentConfig) -> None:
+    """Replay models generate MNIST digits as flat images."""
+    bench = BENCHMARKS[cfg.benchmark.name]
+    if bench.regression or bench.require is None:
+        raise ValueError("the replay VAE models MNIST images; pick an MNIST benchmark")
+    if bench.images or cfg.benchmark.as_rgb32:
+        raise ValueError(f"the replay models generate flat MNIST digits; {cfg.benchmark.name} with these inputs has "
+                         "none: pick split_mnist, permuted_mnist or class_mnist with benchmark.as_rgb32=false")
 
 
 class HnetGenerator:

@@ -10,15 +10,19 @@ drifted since the task was learned.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hypercl_core.config import ExperimentConfig
 from hypercl_core.data.tasks import Benchmark
-from hypercl_core.methods import Progress
+from hypercl_core.subsystem import Progress
 from hypercl_core.replay.generator import HnetGenerator, mlp
 from hypercl_core.seeding import task_generator
+
+if TYPE_CHECKING:
+    from hypercl_core.config import ExperimentConfig
 
 
 class HnetVAE(HnetGenerator):

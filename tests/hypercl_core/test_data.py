@@ -5,7 +5,8 @@ import torch
 from hypercl_core.config import BenchmarkConfig, load_config
 from hypercl_core.data.idx import read_idx
 from hypercl_core.data.mnist import load_mnist
-from hypercl_core.data.tasks import build_benchmark, permutations, require_data
+from hypercl_core.data.benchmarks import build_benchmark, require_data
+from hypercl_core.data.tasks import permutations
 from hypercl_core.errors import DataError
 
 CPU = torch.device("cpu")
@@ -35,14 +36,14 @@ def test_missing_files_name_the_file_and_the_fix(tmp_path):
                                     "split_mnist_cl2_hnet_tir"])
 def test_require_data_checks_mnist_for_configs_that_read_it(tmp_path, data_root, preset):
     cfg = load_config(preset)
-    assert require_data(cfg, data_root) == data_root
-    assert require_data(cfg, str(data_root)) == data_root
+    assert require_data(cfg.benchmark, data_root) == data_root
+    assert require_data(cfg.benchmark, str(data_root)) == data_root
     with pytest.raises(DataError, match="train-images-idx3-ubyte"):
-        require_data(cfg, tmp_path)
+        require_data(cfg.benchmark, tmp_path)
 
 
 def test_require_data_passes_a_config_that_reads_no_files(tmp_path):
-    assert require_data(load_config("regression1d"), tmp_path / "nowhere") == tmp_path / "nowhere"
+    assert require_data(load_config("regression1d").benchmark, tmp_path / "nowhere") == tmp_path / "nowhere"
 
 
 def test_split_mnist_tasks_hold_digit_pairs(data_root):

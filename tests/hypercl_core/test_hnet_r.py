@@ -7,7 +7,7 @@ import torch
 
 from hypercl_core.experiment import resume_run, start_run
 from hypercl_core.methods import build_learner
-from hypercl_core.methods.composite import ReplayMethod
+from hypercl_core.methods.hnet_r import ReplayMethod
 from hypercl_core.methods.replay_classifier import current_share, replay_per_task
 from tests.conftest import run_cut_after_first_task, tiny_with_replay
 

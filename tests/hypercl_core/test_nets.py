@@ -6,7 +6,7 @@ import pytest
 
 from hypercl_core.accounting import count_params
 from hypercl_core.config import load_config
-from hypercl_core.data.tasks import build_benchmark
+from hypercl_core.data.benchmarks import build_benchmark
 from hypercl_core.hnets.mlp_hnet import HyperNetwork
 from hypercl_core.methods.hnet import HnetLearner
 from hypercl_core.methods.hypermask import HyperMaskLearner

@@ -75,7 +75,7 @@ def test_accounting_equals_the_built_modules(data_root):
 
 @pytest.mark.parametrize("preset, overrides, message", [
     ("split_mnist_cl1", ["method.name=replay"], "needs a replay section"),
-    ("split_mnist_cl1", ["replay.beta=0.01"], "has no replay model"),
+    ("split_mnist_cl1", ["replay.beta=0.01"], "method hnet does not use the replay section"),
     ("split_mnist_cl1", ["benchmark.name=class_mnist"], "use method.name=replay"),
     ("class_mnist_vae", ["benchmark.num_tasks=11"], "at most 10"),
     ("class_mnist_gan", ["replay.discriminator_lr=0"], "discriminator_lr"),

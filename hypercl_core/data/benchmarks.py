@@ -1,0 +1,87 @@
+"""Every benchmark, declared once: what it reads, how its tasks are made, what it allows.
+
+The config validates names, task counts and scenarios against these entries,
+parameter counting reads input shapes and classes per task from them, and
+`build_benchmark` / `require_data` are the only places that load data. A new
+benchmark is one entry here plus the function that builds its tasks.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+import torch
+
+from hypercl_core.data import tasks
+from hypercl_core.data.mnist import load_mnist, require_mnist, resolve_data_root
+from hypercl_core.data.tasks import Benchmark
+
+if TYPE_CHECKING:
+    from hypercl_core.config import BenchmarkConfig
+
+Builder = Callable[["BenchmarkConfig", int, torch.device, Path], Benchmark]
+
+
+@dataclass(frozen=True)
+class BenchmarkSpec:
+    name: str
+    build: Builder  # (config section, seed, device, data root) -> the tasks on the device
+    outputs_per_task: int  # classes per task (1 for regression)
+    max_tasks: int | None
+    scenarios: tuple[str, ...] = ("cl1", "cl2", "cl3")
+    # Data files the benchmark reads, checked before anything is written (None: generated data).
+    require: Callable[[Path], object] | None = require_mnist
+    regression: bool = False
+    one_head: bool = False  # one output head for every task even when the task is given (regression)
+    classifiable: bool = True  # False: one class per task, which only generative models learn
+    images: bool = False  # inputs are always (C, H, W) images (else vectors, or images with as_rgb32)
+    flat_size: int = 0  # values per example as a vector (MNIST 784, PermutedMNIST 1024)
+
+    def input_shape(self, cfg: BenchmarkConfig) -> tuple[int, ...]:
+        return (3, 32, 32) if self.images or cfg.as_rgb32 else (self.flat_size,)
+
+
+def _split_mnist(cfg: BenchmarkConfig, seed: int, device: torch.device, root: Path) -> Benchmark:
+    return tasks.split_mnist(load_mnist(root), cfg.num_tasks, device, cfg.as_rgb32)
+
+
+def _class_mnist(cfg: BenchmarkConfig, seed: int, device: torch.device, root: Path) -> Benchmark:
+    return tasks.class_mnist(load_mnist(root), cfg.num_tasks, device, cfg.as_rgb32)
+
+
+def _permuted_mnist(cfg: BenchmarkConfig, seed: int, device: torch.device, root: Path) -> Benchmark:
+    return tasks.permuted_mnist(load_mnist(root), cfg.num_tasks, seed, device)
+
+
+def _regression1d(cfg: BenchmarkConfig, seed: int, device: torch.device, root: Path) -> Benchmark:
+    return tasks.regression1d(cfg, seed, device)
+
+
+BENCHMARKS: dict[str, BenchmarkSpec] = {spec.name: spec for spec in (
+    BenchmarkSpec("split_mnist", _split_mnist, outputs_per_task=2, max_tasks=5, flat_size=784),
+    BenchmarkSpec("permuted_mnist", _permuted_mnist, outputs_per_task=10, max_tasks=None, flat_size=1024),
+    BenchmarkSpec("regression1d", _regression1d, outputs_per_task=1, max_tasks=len(tasks.POLYNOMIALS),
+                  scenarios=("cl1",), require=None, regression=True, one_head=True, flat_size=1),
+    # One digit per task (class-incremental), for replay models.
+    BenchmarkSpec("class_mnist", _class_mnist, outputs_per_task=1, max_tasks=10, classifiable=False, flat_size=784),
+)}
+
+
+def require_data(cfg: BenchmarkConfig, data_root: str | os.PathLike | None = None) -> Path:
+    """The resolved data root, after checking that it holds the files this benchmark reads.
+
+    Call it before anything is written (run folder, sweep folder), so a missing dataset
+    is one line (a `DataError`) and not a half-made run; benchmarks that read no files pass.
+    """
+    root = resolve_data_root(data_root)
+    spec = BENCHMARKS[cfg.name]
+    if spec.require is not None:
+        spec.require(root)
+    return root
+
+
+def build_benchmark(cfg: BenchmarkConfig, seed: int, device: torch.device, data_root: str | None = None) -> Benchmark:
+    return BENCHMARKS[cfg.name].build(cfg, seed, device, resolve_data_root(data_root))

@@ -93,14 +93,25 @@ class ReplayConfig(Section):
 
 
 class TrainConfig(Section):
-    iters_per_task: int = Field(2000, ge=1)
+    # A task trains for iterations or (set iters_per_task to null) epochs of its training set.
+    iters_per_task: Optional[int] = Field(2000, ge=1)
+    epochs_per_task: Optional[float] = Field(None, gt=0)
     batch_size: int = Field(128, ge=1)
     lr: float = Field(1e-3, gt=0)
+    # constant, or the step schedule of the Keras CIFAR-10 ResNet example (hypercl_core/schedule.py)
+    lr_schedule: Literal["constant", "keras_resnet"] = "constant"
     eval_batch_size: int = Field(2000, ge=1)
     # CL1 also scores HNET+ENT task inference (what CL3 would get) by default; it costs
     # one target pass per learned task per test batch, so large CL1 studies turn it off.
     # CL2/CL3 always infer: it is their score.
     eval_inferred: bool = True
+
+    @model_validator(mode="after")
+    def _one_budget(self) -> "TrainConfig":
+        if (self.iters_per_task is None) == (self.epochs_per_task is None):
+            raise ValueError("a task trains for train.iters_per_task or train.epochs_per_task, exactly one: "
+                             "set the other to null")
+        return self
 
 
 class ExperimentConfig(Section):

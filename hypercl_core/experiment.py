@@ -99,7 +99,7 @@ class Experiment:
         if self.tasks_done == 0:  # a resumed learner carries on from the random state it saved
             seed_everything(cfg.seed)
         total = cfg.benchmark.num_tasks
-        bar = _progress_bar(total, cfg.train.iters_per_task, self.tasks_done, show_progress)
+        bar = _progress_bar(total, cfg.train.iters_per_task, self.tasks_done, show_progress)  # epochs: no known total
         try:
             for t in range(self.tasks_done, total):
                 if bar is not None:
@@ -148,7 +148,7 @@ class Experiment:
         main = primary_metric(self.cfg)
         counts = count_params(self.cfg)
         summary = self.metrics(self.tasks_done - 1) if self.tasks_done else {}
-        steps = self.cfg.train.iters_per_task * self.tasks_done
+        steps = sum(s.get("steps", self.cfg.train.iters_per_task) for s in self.task_stats)  # older runs: iterations
         train_s = sum(s["train_s"] for s in self.task_stats)
         summary.update(
             steps_per_s=steps / train_s if train_s else 0.0,
@@ -215,9 +215,13 @@ def _what_it_learns(cfg: ExperimentConfig) -> dict:
     return {k: v for k, v in cfg.model_dump().items() if k != "device"}
 
 
-def _progress_bar(tasks: int, iters: int, done: int, enabled: bool):
+def _progress_bar(tasks: int, iters: int | None, done: int, enabled: bool):
+    """Steps over the whole run; with epochs per task (steps depend on each task's size, which the
+    driver does not load) it counts steps and their rate without a total."""
     if not enabled:
         return None
     from tqdm import tqdm  # noqa: PLC0415
 
+    if iters is None:
+        return tqdm(total=None, unit="step", dynamic_ncols=True, mininterval=1.0)
     return tqdm(total=tasks * iters, initial=done * iters, unit="step", dynamic_ncols=True, mininterval=1.0)

@@ -29,6 +29,7 @@ from hypercl_core.config import (
 )
 from hypercl_core.errors import UserError
 from hypercl_core.metrics import chance_accuracy, score_name
+from hypercl_core.schedule import budget
 from orchestrator.sweep import LAYOUT, SweepSpec
 from orchestrator.tracking import ERROR_TAG, KIND, decode_params
 from search_spaces.architectures import (
@@ -218,8 +219,8 @@ def _cell(value: Any) -> Any:
 def study_title(study: Study) -> str:
     """Preset, size and budget: what a reader needs to judge the curve (not the timestamped name)."""
     failed = len(study.failed)
-    return (f"{study.preset}: {len(study.finished)} architectures, {study.config.train.iters_per_task} "
-            "iterations per task" + (f", {failed} failed" if failed else ""))
+    return (f"{study.preset}: {len(study.finished)} architectures, {budget(study.config.train)}"
+            + (f", {failed} failed" if failed else ""))
 
 
 def study_figure(study: Study):

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Callable
 
 import torch
 
-from hypercl_core.data import tasks
+from hypercl_core.data import cifar, tasks
 from hypercl_core.data.mnist import load_mnist, require_mnist, resolve_data_root
-from hypercl_core.data.tasks import Benchmark
+from hypercl_core.data.tasks import Benchmark, Task
 
 if TYPE_CHECKING:
     from hypercl_core.config import BenchmarkConfig
@@ -32,8 +32,9 @@ class BenchmarkSpec:
     outputs_per_task: int  # classes per task (1 for regression)
     max_tasks: int | None
     scenarios: tuple[str, ...] = ("cl1", "cl2", "cl3")
-    # Data files the benchmark reads, checked before anything is written (None: generated data).
-    require: Callable[[Path], object] | None = require_mnist
+    # (data root, config section): check the files the benchmark reads before anything is
+    # written, one line if one is missing (None: generated data).
+    require: Callable[[Path, "BenchmarkConfig"], object] | None = None
     regression: bool = False
     one_head: bool = False  # one output head for every task even when the task is given (regression)
     classifiable: bool = True  # False: one class per task, which only generative models learn
@@ -42,6 +43,10 @@ class BenchmarkSpec:
 
     def input_shape(self, cfg: BenchmarkConfig) -> tuple[int, ...]:
         return (3, 32, 32) if self.images or cfg.as_rgb32 else (self.flat_size,)
+
+
+def _require_mnist(root: Path, cfg: BenchmarkConfig) -> object:
+    return require_mnist(root)
 
 
 def _split_mnist(cfg: BenchmarkConfig, seed: int, device: torch.device, root: Path) -> Benchmark:
@@ -60,13 +65,30 @@ def _regression1d(cfg: BenchmarkConfig, seed: int, device: torch.device, root: P
     return tasks.regression1d(cfg, seed, device)
 
 
+def _split_cifar(cfg: BenchmarkConfig, seed: int, device: torch.device, root: Path) -> Benchmark:
+    """Task 1 CIFAR-10, then CIFAR-100 in consecutive 10-class splits (von Oswald et al. 2020): uint8
+    images on the device, normalized per batch, training batches cropped and flipped on the device."""
+    splits = cifar.split_cifar(root, cfg.num_tasks, device)
+    made = [Task(t, *split, class_offset=cifar.CLASSES_PER_TASK * t, decode=cifar.to_float, augment=cifar.augment)
+            for t, split in enumerate(splits)]
+    return Benchmark("split_cifar", made, input_shape=cifar.IMAGE_SHAPE, outputs_per_task=cifar.CLASSES_PER_TASK)
+
+
+def _require_cifar(root: Path, cfg: BenchmarkConfig) -> object:
+    return cifar.require_cifar(root, "both" if cfg.num_tasks > 1 else "cifar10")
+
+
 BENCHMARKS: dict[str, BenchmarkSpec] = {spec.name: spec for spec in (
-    BenchmarkSpec("split_mnist", _split_mnist, outputs_per_task=2, max_tasks=5, flat_size=784),
-    BenchmarkSpec("permuted_mnist", _permuted_mnist, outputs_per_task=10, max_tasks=None, flat_size=1024),
+    BenchmarkSpec("split_mnist", _split_mnist, outputs_per_task=2, max_tasks=5, require=_require_mnist, flat_size=784),
+    BenchmarkSpec("permuted_mnist", _permuted_mnist, outputs_per_task=10, max_tasks=None, require=_require_mnist,
+                  flat_size=1024),
     BenchmarkSpec("regression1d", _regression1d, outputs_per_task=1, max_tasks=len(tasks.POLYNOMIALS),
-                  scenarios=("cl1",), require=None, regression=True, one_head=True, flat_size=1),
+                  scenarios=("cl1",), regression=True, one_head=True, flat_size=1),
     # One digit per task (class-incremental), for replay models.
-    BenchmarkSpec("class_mnist", _class_mnist, outputs_per_task=1, max_tasks=10, classifiable=False, flat_size=784),
+    BenchmarkSpec("class_mnist", _class_mnist, outputs_per_task=1, max_tasks=10, require=_require_mnist,
+                  classifiable=False, flat_size=784),
+    BenchmarkSpec("split_cifar", _split_cifar, outputs_per_task=cifar.CLASSES_PER_TASK, max_tasks=cifar.MAX_TASKS,
+                  require=_require_cifar, images=True, flat_size=3 * 32 * 32),
 )}
 
 
@@ -79,7 +101,7 @@ def require_data(cfg: BenchmarkConfig, data_root: str | os.PathLike | None = Non
     root = resolve_data_root(data_root)
     spec = BENCHMARKS[cfg.name]
     if spec.require is not None:
-        spec.require(root)
+        spec.require(root, cfg)
     return root
 
 

@@ -41,14 +41,22 @@ def output_regularizer(hnet: HyperNetwork, prev_embs: torch.Tensor, protection: 
     return OutputRegularizer(hnet, prev_embs, protection.beta, masks, protection.reg_subset)
 
 
+def set_lr(optimizers: list[torch.optim.Optimizer], lr: float) -> None:
+    for optimizer in optimizers:
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+
+
 def learn_protected_task(hnet: HyperNetwork, embeddings: TaskEmbeddings, t: int, step_loss: StepLoss, *,
                          trained: list[torch.nn.Parameter], lr: float, steps: int, protection: Protection,
                          seed: int, device: torch.device, output_masks: torch.Tensor | None = None,
-                         progress: Callable[[int], None] | None = None) -> float:
+                         progress: Callable[[int], None] | None = None,
+                         lr_factor: Callable[[int], float] | None = None) -> float:
     """Learn task `t` in `steps` Adam steps; returns the seconds it took.
 
     `output_masks` (tasks x hnet outputs, binary) limits each earlier task's
     regularizer to the outputs it uses (its own head of a multi-head target).
+    `lr_factor(step)` scales `lr` per step (None: constant).
     """
     if len(embeddings) != t:
         raise RuntimeError(f"task {t} requested after {len(embeddings)} tasks were learned")
@@ -63,6 +71,8 @@ def learn_protected_task(hnet: HyperNetwork, embeddings: TaskEmbeddings, t: int,
         reg = output_regularizer(hnet, embeddings.stacked(range(t), detach=True), protection, masks)
     start = time.perf_counter()
     for step in range(steps):
+        if lr_factor is not None:
+            set_lr([theta_opt, emb_opt], lr * lr_factor(step))
         theta_opt.zero_grad(set_to_none=True)
         emb_opt.zero_grad(set_to_none=True)
         step_loss(emb, gen).backward()

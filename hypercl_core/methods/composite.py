@@ -9,7 +9,6 @@ the same task at the same time; a local subsystem just runs the call.
 
 from __future__ import annotations
 
-import time
 from typing import Any, Protocol
 
 from hypercl_core.subsystem import Subsystem

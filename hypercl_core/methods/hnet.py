@@ -18,6 +18,7 @@ from hypercl_core.data.tasks import Benchmark
 from hypercl_core.hnets.mlp_hnet import HyperNetwork, TaskEmbeddings
 from hypercl_core.hnets.protected import Protection, learn_protected_task
 from hypercl_core.registry import MethodSpec, register
+from hypercl_core.schedule import step_lr, task_steps
 from hypercl_core.subsystem import Progress
 from hypercl_core.metrics import classifier_primary, hnet_classifier_scores, infers_task, matrix_names
 from hypercl_core.nets.targets import classifier_target
@@ -90,11 +91,12 @@ class HnetLearner:
             return self.step_loss(t, emb, x, y, head)
 
         self.begin_task(t)
+        steps = task_steps(cfg.train, task.num_train)
         seconds = learn_protected_task(
             self.hnet, self.embeddings, t, step_loss, trained=self.trained_parameters(), lr=cfg.train.lr,
-            steps=cfg.train.iters_per_task, protection=self.protection(),
-            seed=cfg.seed, device=self.device, output_masks=self.head_masks, progress=progress)
-        return {"train_s": seconds, "steps_per_s": cfg.train.iters_per_task / max(seconds, 1e-9),
+            steps=steps, protection=self.protection(), seed=cfg.seed, device=self.device,
+            output_masks=self.head_masks, progress=progress, lr_factor=step_lr(cfg.train, steps))
+        return {"train_s": seconds, "steps": steps, "steps_per_s": steps / max(seconds, 1e-9),
                 "trained_compression_ratio": self.trained_compression_ratio()}
 
     def trained_compression_ratio(self) -> float:

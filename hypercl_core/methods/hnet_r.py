@@ -39,7 +39,7 @@ class ReplayMethod:
                     start(self.replay, "learn_task", t)]
         classifier, replay = (p.result() for p in learning)
         return {"train_s": time.perf_counter() - began, "classifier_train_s": classifier["train_s"],
-                "replay_train_s": replay["train_s"], "steps_per_s": classifier["steps_per_s"]}
+                "replay_train_s": replay["train_s"], "steps": classifier["steps"], "steps_per_s": classifier["steps_per_s"]}
 
     def evaluate(self, upto: int) -> dict[str, list[float]]:
         return self.classifier.evaluate(upto)

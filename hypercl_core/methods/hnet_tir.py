@@ -46,7 +46,7 @@ class TaskInferenceMethod:
         classifier, replay, inference = (p.result() for p in learning)
         return {"train_s": time.perf_counter() - began, "classifier_train_s": classifier["train_s"],
                 "replay_train_s": replay["train_s"], "task_inference_train_s": inference["train_s"],
-                "steps_per_s": classifier["steps_per_s"],
+                "steps": classifier["steps"], "steps_per_s": classifier["steps_per_s"],
                 "trained_compression_ratio": classifier["trained_compression_ratio"]}
 
     def evaluate(self, upto: int) -> dict[str, list[float]]:

@@ -24,10 +24,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from hypercl_core.data.tasks import Benchmark
-from hypercl_core.hnets.protected import PROGRESS_EVERY
+from hypercl_core.hnets.protected import PROGRESS_EVERY, set_lr
 from hypercl_core.subsystem import Progress
 from hypercl_core.nets.targets import build_target, num_heads
 from hypercl_core.replay.snapshot import ReplaySnapshot
+from hypercl_core.schedule import step_lr, task_steps
 from hypercl_core.seeding import task_generator
 
 if TYPE_CHECKING:
@@ -84,8 +85,12 @@ class ReplayClassifier:
         per_task = replay_per_task(t)
         optimizer = torch.optim.Adam([self.weights], lr=cfg.train.lr)
         w = current_share(cfg.replay.current_weight, t)
+        steps = task_steps(cfg.train, task.num_train)
+        factor = step_lr(cfg.train, steps)
         start = time.perf_counter()
-        for step in range(cfg.train.iters_per_task):
+        for step in range(steps):
+            if factor is not None:
+                set_lr([optimizer], cfg.train.lr * factor(step))
             idx = torch.randint(task.num_train, (cfg.train.batch_size,), generator=gen, device=self.device)
             x, y = task.train_batch(idx, gen)
             loss = F.cross_entropy(self.logits(x, self.weights, t, t + 1), self.labels(y, t))
@@ -98,9 +103,9 @@ class ReplayClassifier:
             if progress is not None and (step + 1) % PROGRESS_EVERY == 0:
                 progress(PROGRESS_EVERY)
         if progress is not None:
-            progress(cfg.train.iters_per_task % PROGRESS_EVERY)
+            progress(steps % PROGRESS_EVERY)
         seconds = time.perf_counter() - start
-        return {"train_s": seconds, "steps_per_s": cfg.train.iters_per_task / max(seconds, 1e-9)}
+        return {"train_s": seconds, "steps": steps, "steps_per_s": steps / max(seconds, 1e-9)}
 
     def replay_logits(self, images: torch.Tensor, weights: torch.Tensor, known: int) -> torch.Tensor:
         """(tasks, n, pixels) replayed images -> what `logits` gives each for its own task

@@ -23,6 +23,7 @@ from hypercl_core.hnets.protected import Protection, StepLoss, learn_protected_t
 from hypercl_core.subsystem import Progress
 from hypercl_core.nets.mlp import TargetMLP
 from hypercl_core.replay.snapshot import ReplaySnapshot, decode_logits, to_pixels
+from hypercl_core.schedule import step_lr, task_steps
 from hypercl_core.seeding import task_generator
 
 if TYPE_CHECKING:
@@ -46,7 +47,7 @@ def replay_params(cfg: ExperimentConfig) -> ParamCounts:
 def check_replay_benchmark(cfg: ExperimentConfig) -> None:
     """Replay models generate MNIST digits as flat images."""
     bench = BENCHMARKS[cfg.benchmark.name]
-    if bench.regression or bench.require is None:
+    if bench.regression:
         raise ValueError("the replay VAE models MNIST images; pick an MNIST benchmark")
     if bench.images or cfg.benchmark.as_rgb32:
         raise ValueError(f"the replay models generate flat MNIST digits; {cfg.benchmark.name} with these inputs has "
@@ -109,13 +110,14 @@ class HnetGenerator:
                              progress: Progress | None) -> dict[str, float]:
         """One task under the output regularizer; keeps the task's fixed-noise samples."""
         cfg = self.cfg
+        steps = task_steps(cfg.train, self.bench.tasks[t].num_train)
         seconds = learn_protected_task(
             self.hnet, self.embeddings, t, step_loss, trained=[*self.hnet.parameters(), *trained], lr=cfg.train.lr,
-            steps=cfg.train.iters_per_task, protection=Protection(cfg.replay.beta, cfg.replay.lookahead),
-            seed=cfg.seed, device=self.device, progress=progress)
+            steps=steps, protection=Protection(cfg.replay.beta, cfg.replay.lookahead),
+            seed=cfg.seed, device=self.device, progress=progress, lr_factor=step_lr(cfg.train, steps))
         self.samples_after_learning[t] = self.kept_samples([t])[0].cpu()
         trained_weights = self.hnet.num_params() + self.embeddings.num_params()
-        return {"train_s": seconds, "steps_per_s": cfg.train.iters_per_task / max(seconds, 1e-9),
+        return {"train_s": seconds, "steps": steps, "steps_per_s": steps / max(seconds, 1e-9),
                 "trained_compression_ratio": trained_weights / self.decoder.num_weights}
 
     # -- state ------------------------------------------------------------

@@ -128,9 +128,12 @@ def test_forward_matches_a_plain_reference_and_shapes():
     assert ResNet(32, 10, 6, 6)(x[:2], ResNet(32, 10, 6, 6).init_weights(), 1).shape == (2, 10)
 
 
+@pytest.mark.parametrize("grouped", [False, True], ids=["set by set (CPU)", "grouped convs (GPU)"])
 @pytest.mark.parametrize("which", ["resnet", "zenke"])
-def test_batched_weight_sets_equal_a_loop(which):
+def test_batched_weight_sets_equal_a_loop(which, grouped):
     net = ResNet(8, 10, 6, 6) if which == "resnet" else ZenkeNet(10, 6, 6)
+    if grouped:  # what a GPU runs, here on the CPU
+        net._set_by_set = lambda *args: None
     if which == "resnet":
         _random_stats(net)
     sets = _weight_sets(net, 6) + 0.01 * torch.randn(6, net.num_weights)

@@ -49,6 +49,8 @@ def current_share(weight: float | None, t: int) -> float:
 
 
 class ReplayClassifier:
+    replays = True  # from the second task on, learn_task needs the replay model's snapshot
+
     def __init__(self, cfg: ExperimentConfig, bench: Benchmark, device: torch.device):
         self.cfg = cfg
         self.bench = bench
@@ -63,13 +65,14 @@ class ReplayClassifier:
         """(scenario, outputs per head, heads, init seed)."""
         return cfg.benchmark.scenario, bench.outputs_per_task, num_heads(cfg.benchmark), cfg.seed
 
-    def logits(self, x: torch.Tensor, weights: torch.Tensor, task: int, known: int) -> torch.Tensor:
-        """Outputs that answer for `task` when `known` tasks have been met (CL3's growing head)."""
+    def logits(self, x: torch.Tensor, weights: torch.Tensor, task: int, known: int, train: bool = False) -> torch.Tensor:
+        """Outputs that answer for `task` when `known` tasks have been met (CL3's growing head).
+        An ordinary network keeps one set of batch-norm statistics, updated on every task."""
         if self.scenario == "cl1":
-            return self.target(x, weights, task)
+            return self.target(x, weights, task, task=0, train=train)
         if self.scenario == "cl2":
-            return self.target(x, weights, 0)
-        return self.target(x, weights, None)[..., : self.k * known]
+            return self.target(x, weights, 0, task=0, train=train)
+        return self.target(x, weights, None, task=0, train=train)[..., : self.k * known]
 
     def labels(self, y: torch.Tensor, task: int) -> torch.Tensor:
         return y + self.k * task if self.scenario == "cl3" else y
@@ -77,14 +80,14 @@ class ReplayClassifier:
     def learn_task(self, t: int, progress: Progress | None = None,
                    replay: ReplaySnapshot | None = None) -> dict[str, float]:
         cfg, task = self.cfg, self.bench.tasks[t]
-        if t > 0 and (replay is None or replay.num_tasks != t):
+        if t > 0 and self.replays and (replay is None or replay.num_tasks != t):
             raise ValueError(f"task {t} needs the replay model of tasks 0..{t - 1}")
         gen = task_generator(cfg.seed, t, self.device)
         replay = replay.to(self.device) if replay is not None else None
         teacher = self.weights.detach().clone()
         per_task = replay_per_task(t)
         optimizer = torch.optim.Adam([self.weights], lr=cfg.train.lr)
-        w = current_share(cfg.replay.current_weight, t)
+        w = current_share(cfg.replay.current_weight, t) if replay is not None else 1.0
         steps = task_steps(cfg.train, task.num_train)
         factor = step_lr(cfg.train, steps)
         start = time.perf_counter()
@@ -93,7 +96,7 @@ class ReplayClassifier:
                 set_lr([optimizer], cfg.train.lr * factor(step))
             idx = torch.randint(task.num_train, (cfg.train.batch_size,), generator=gen, device=self.device)
             x, y = task.train_batch(idx, gen)
-            loss = F.cross_entropy(self.logits(x, self.weights, t, t + 1), self.labels(y, t))
+            loss = F.cross_entropy(self.logits(x, self.weights, t, t + 1, train=True), self.labels(y, t))
             if replay is not None:
                 images = replay.sample(per_task, gen)  # (t, per_task, pixels)
                 loss = w * loss + (1 - w) * self.replay_loss(images, teacher, t)
@@ -111,7 +114,7 @@ class ReplayClassifier:
         """(tasks, n, pixels) replayed images -> what `logits` gives each for its own task
         (tasks, n, outputs), every task's images in one pass through the target."""
         t, n, _ = images.shape
-        out = self.target(images.reshape(t * n, -1), weights, None).reshape(t, n, -1)
+        out = self.target(images.reshape(t * n, -1), weights, None, task=0).reshape(t, n, -1)
         if self.scenario == "cl1":
             own = torch.arange(t, device=out.device)
             return out.view(t, n, -1, self.k)[own, :, own]  # task p's images through head p

@@ -203,7 +203,7 @@ def differences(a: dict, b: dict) -> list[str]:
     return out
 
 
-def compare(path_a: Path, path_b: Path) -> int:
+def compare(path_a: Path, path_b: Path, record_as: str | None = None) -> int:
     a, b = read(path_a), read(path_b)
     print(f"A: {path_a} (commit {a.get('git_commit')}, {a.get('source')})")
     print(f"B: {path_b} (commit {b.get('git_commit')}, {b.get('source')})")
@@ -220,7 +220,28 @@ def compare(path_a: Path, path_b: Path) -> int:
         print(f"{label}: {'identical' if not found else 'DIFFERS'}")
         for line in found:
             print(f"    {line}")
+    if record_as is not None:
+        _record(a, b, path_a, path_b, record_as)
     return 1 if differs else 0
+
+
+def _record(a: dict, b: dict, path_a: Path, path_b: Path, what: str) -> None:
+    """One results.json record: how many runs came out bit-identical, with both sides' hashes."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from records import merge, record  # noqa: PLC0415
+    from report import render  # noqa: PLC0415
+
+    labels = [label for label in a["runs"] if label in b["runs"]]
+    same = [label for label in labels if not differences(a["runs"][label], b["runs"][label])]
+    hashes = {label: [a["runs"][label]["learner_sha256"][:16], b["runs"][label]["learner_sha256"][:16]]
+              for label in labels}
+    scenario = f"{len(labels)} short runs (2 tasks x 30 it, CPU, 1 thread): {', '.join(labels)}"
+    method = f"{what}: {str(a.get('git_commit'))[:7]} vs {str(b.get('git_commit'))[:7]}"
+    command = f"python benchmarks/identity.py --compare {path_a} {path_b} --record {what!r}"
+    rec = record("Refactor identity", scenario, method, "runs_bit_identical", len(same), [0], 0.0, command,
+                 runs=len(labels), learner_sha256=hashes)
+    results = Path(__file__).resolve().parent / "results.json"
+    results.with_name("RESULTS.md").write_text(render(merge([rec], results)))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -229,10 +250,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", metavar="LABEL", help=f"runs to do (default all): {', '.join(RUNS)}")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     parser.add_argument("--compare", nargs=2, type=Path, metavar=("A", "B"), help="compare two fingerprint files")
+    parser.add_argument("--record", metavar="WHAT", help="with --compare: record the outcome in results.json as WHAT")
     args = parser.parse_args(argv)
     try:
         if args.compare:
-            return compare(*args.compare)
+            return compare(*args.compare, record_as=args.record)
         if args.out is None:
             raise BadInput("give --out FILE.json or --compare A.json B.json")
         unknown = [label for label in args.only or [] if label not in RUNS]

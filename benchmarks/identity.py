@@ -226,20 +226,18 @@ def compare(path_a: Path, path_b: Path, record_as: str | None = None) -> int:
 
 
 def _record(a: dict, b: dict, path_a: Path, path_b: Path, what: str) -> None:
-    """One results.json record: how many runs came out bit-identical, with both sides' hashes."""
+    """One results.json record: how many runs came out bit-identical (the fingerprint files hold the hashes)."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from records import merge, record  # noqa: PLC0415
     from report import render  # noqa: PLC0415
 
     labels = [label for label in a["runs"] if label in b["runs"]]
     same = [label for label in labels if not differences(a["runs"][label], b["runs"][label])]
-    hashes = {label: [a["runs"][label]["learner_sha256"][:16], b["runs"][label]["learner_sha256"][:16]]
-              for label in labels}
     scenario = f"{len(labels)} short runs (2 tasks x 30 it, CPU, 1 thread): {', '.join(labels)}"
     method = f"{what}: {str(a.get('git_commit'))[:7]} vs {str(b.get('git_commit'))[:7]}"
     command = f"python benchmarks/identity.py --compare {path_a} {path_b} --record {what!r}"
     rec = record("Refactor identity", scenario, method, "runs_bit_identical", len(same), [0], 0.0, command,
-                 runs=len(labels), learner_sha256=hashes)
+                 runs=len(labels), fingerprints=f"{path_a}, {path_b}")
     results = Path(__file__).resolve().parent / "results.json"
     results.with_name("RESULTS.md").write_text(render(merge([rec], results)))
 

@@ -125,3 +125,9 @@ def test_a_conv_target_on_vectors_is_one_line(tmp_path):
     proc = _hypercl("run", "--config", "split_mnist_cl1", "--runs-dir", str(tmp_path), "--set", "target.name=zenke")
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
     assert "target zenke reads images" in proc.stderr and not any(tmp_path.iterdir())
+
+
+def test_the_cifar_fine_tuning_preset_runs(tmp_path, cifar_root):
+    cfg = load_config("split_cifar_resnet32_finetune", [o for o in TINY_CONV if not o.startswith("hnet.")])
+    result = start_run(cfg, tmp_path / "ft", data_root=str(cifar_root)).run(show_progress=False)
+    assert result["finished"] and result["params"]["compression_ratio"] == 1.0

@@ -65,17 +65,29 @@ def _regression1d(cfg: BenchmarkConfig, seed: int, device: torch.device, root: P
     return tasks.regression1d(cfg, seed, device)
 
 
-def _split_cifar(cfg: BenchmarkConfig, seed: int, device: torch.device, root: Path) -> Benchmark:
-    """Task 1 CIFAR-10, then CIFAR-100 in consecutive 10-class splits (von Oswald et al. 2020): uint8
-    images on the device, normalized per batch, training batches cropped and flipped on the device."""
-    splits = cifar.split_cifar(root, cfg.num_tasks, device)
+def _cifar_tasks(name: str, splits: list) -> Benchmark:
+    """uint8 images on the device, normalized per batch, training batches cropped and flipped there."""
     made = [Task(t, *split, class_offset=cifar.CLASSES_PER_TASK * t, decode=cifar.to_float, augment=cifar.augment)
             for t, split in enumerate(splits)]
-    return Benchmark("split_cifar", made, input_shape=cifar.IMAGE_SHAPE, outputs_per_task=cifar.CLASSES_PER_TASK)
+    return Benchmark(name, made, input_shape=cifar.IMAGE_SHAPE, outputs_per_task=cifar.CLASSES_PER_TASK)
+
+
+def _split_cifar(cfg: BenchmarkConfig, seed: int, device: torch.device, root: Path) -> Benchmark:
+    """Task 1 CIFAR-10, then CIFAR-100 in consecutive 10-class splits (von Oswald et al. 2020)."""
+    return _cifar_tasks("split_cifar", cifar.split_cifar(root, cfg.num_tasks, device))
+
+
+def _split_cifar100(cfg: BenchmarkConfig, seed: int, device: torch.device, root: Path) -> Benchmark:
+    """CIFAR-100 in consecutive 10-class splits (HyperMask's split CIFAR-100)."""
+    return _cifar_tasks("split_cifar100", cifar.split_cifar(root, cfg.num_tasks, device, with_cifar10=False))
 
 
 def _require_cifar(root: Path, cfg: BenchmarkConfig) -> object:
     return cifar.require_cifar(root, "both" if cfg.num_tasks > 1 else "cifar10")
+
+
+def _require_cifar100(root: Path, cfg: BenchmarkConfig) -> object:
+    return cifar.require_cifar(root, "cifar100")
 
 
 BENCHMARKS: dict[str, BenchmarkSpec] = {spec.name: spec for spec in (
@@ -89,6 +101,8 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {spec.name: spec for spec in (
                   classifiable=False, flat_size=784),
     BenchmarkSpec("split_cifar", _split_cifar, outputs_per_task=cifar.CLASSES_PER_TASK, max_tasks=cifar.MAX_TASKS,
                   require=_require_cifar, images=True, flat_size=3 * 32 * 32),
+    BenchmarkSpec("split_cifar100", _split_cifar100, outputs_per_task=cifar.CLASSES_PER_TASK,
+                  max_tasks=cifar.MAX_TASKS - 1, require=_require_cifar100, images=True, flat_size=3 * 32 * 32),
 )}
 
 

@@ -253,28 +253,33 @@ def require_cifar(root: str | os.PathLike, which: Which = "both") -> dict[str, P
 Split = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
 
-def split_cifar(root: str | os.PathLike, num_tasks: int, device: torch.device | str) -> list[Split]:
+def split_cifar(root: str | os.PathLike, num_tasks: int, device: torch.device | str,
+                with_cifar10: bool = True) -> list[Split]:
     """Split CIFAR-10/100: task 0 is all of CIFAR-10, task t >= 1 the CIFAR-100 fine
-    classes 10(t-1)..10t-1, labels local to the task (0..9).
+    classes 10(t-1)..10t-1, labels local to the task (0..9). Without `with_cifar10`
+    (split CIFAR-100, HyperMask's benchmark) task t is CIFAR-100 classes 10t..10t+9.
 
     Each task is `(x_train_u8, y_train, x_test_u8, y_test)` with uint8 images and
     int64 labels on `device`; images keep the files' order within a task. CIFAR-100
     is read only when a task needs it, so a one-task run works without it."""
-    if not 1 <= num_tasks <= MAX_TASKS:
-        raise ConfigError(f"split CIFAR-10/100 has 1..{MAX_TASKS} tasks (CIFAR-10, then ten CIFAR-100 splits), "
+    limit = MAX_TASKS if with_cifar10 else MAX_TASKS - 1
+    if not 1 <= num_tasks <= limit:
+        raise ConfigError(f"split CIFAR{'-10/100' if with_cifar10 else '-100'} has 1..{limit} tasks, "
                           f"got num_tasks={num_tasks}")
-    require_cifar(root, "cifar10" if num_tasks == 1 else "both")
+    require_cifar(root, ("cifar10" if num_tasks == 1 else "both") if with_cifar10 else "cifar100")
     device = torch.device(device)
 
     def on_device(*arrays: np.ndarray) -> Split:
         return tuple(torch.tensor(a, device=device) for a in arrays)  # type: ignore[return-value]
 
-    c10 = load_cifar10(root)
-    tasks = [on_device(c10.train_x, c10.train_y, c10.test_x, c10.test_y)]
-    if num_tasks > 1:
+    tasks = []
+    if with_cifar10:
+        c10 = load_cifar10(root)
+        tasks.append(on_device(c10.train_x, c10.train_y, c10.test_x, c10.test_y))
+    if num_tasks > len(tasks):
         c100 = load_cifar100(root)
-        for task in range(1, num_tasks):
-            low = CLASSES_PER_TASK * (task - 1)
+        for split in range(num_tasks - len(tasks)):
+            low = CLASSES_PER_TASK * split
             train = (c100.train_y >= low) & (c100.train_y < low + CLASSES_PER_TASK)
             test = (c100.test_y >= low) & (c100.test_y < low + CLASSES_PER_TASK)
             tasks.append(on_device(c100.train_x[train], c100.train_y[train] - low,

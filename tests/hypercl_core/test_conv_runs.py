@@ -131,3 +131,19 @@ def test_the_cifar_fine_tuning_preset_runs(tmp_path, cifar_root):
     cfg = load_config("split_cifar_resnet32_finetune", [o for o in TINY_CONV if not o.startswith("hnet.")])
     result = start_run(cfg, tmp_path / "ft", data_root=str(cifar_root)).run(show_progress=False)
     assert result["finished"] and result["params"]["compression_ratio"] == 1.0
+
+
+def test_split_cifar100_is_cifar100_alone_and_hypermask_runs_on_it(tmp_path, cifar_root):
+    from hypercl_core.data.cifar import load_cifar100
+
+    cfg = load_config("split_cifar100_hypermask", ["benchmark.num_tasks=2", "target.depth=8", "hnet.hidden=[4]",
+                                                   "train.epochs_per_task=null", "train.iters_per_task=3",
+                                                   "train.eval_batch_size=64", "device=cpu"])
+    bench = build_benchmark(cfg.benchmark, 0, torch.device("cpu"), str(cifar_root))
+    c100 = load_cifar100(cifar_root)
+    for t, task in enumerate(bench.tasks):  # task t: CIFAR-100 classes 10t..10t+9, labels 0..9
+        chosen = (c100.train_y >= 10 * t) & (c100.train_y < 10 * t + 10)
+        assert torch.equal(task.x_train, torch.from_numpy(c100.train_x[chosen]))
+        assert torch.equal(task.y_train, torch.from_numpy(c100.train_y[chosen] - 10 * t))
+    result = start_run(cfg, tmp_path / "hm100", data_root=str(cifar_root)).run(show_progress=False)
+    assert result["finished"]

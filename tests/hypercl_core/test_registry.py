@@ -101,7 +101,8 @@ def test_registries_declare_each_name_once_with_its_own_section():
     for registry in (METHODS, TARGETS):
         for name, spec in registry.items():
             assert spec.section.model_fields["name"].default == name
-    assert set(BENCHMARKS) == {"split_mnist", "permuted_mnist", "regression1d", "class_mnist", "split_cifar"}
+    assert set(BENCHMARKS) == {"split_mnist", "permuted_mnist", "regression1d", "class_mnist", "split_cifar",
+                               "split_cifar100"}
     with pytest.raises(ValueError, match="registered twice"):
         from hypercl_core.registry import register
 

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError,
 from hypercl_core.accounting import count_params
 from hypercl_core.config import ExperimentConfig, config_from_flat
 from hypercl_core.errors import ConfigError, UserError
+from hypercl_core.registry import OPTIONAL_SECTIONS
 
 SPACE_DIR = Path(__file__).resolve().parent
 KINDS = ("choice", "uniform", "loguniform", "randint")
@@ -119,10 +120,13 @@ class SearchSpace(BaseModel):
 
     def check_against(self, base: ExperimentConfig) -> None:
         """Fail before a sweep starts if any key, value or the bound cannot work on `base`."""
-        known = base.flat()
+        known = {k: v for k, v in base.flat().items() if not (k in OPTIONAL_SECTIONS and v is None)}
         for key, spec in self.params.items():
             if key not in known:
-                raise UserError(f"unknown config key '{key}' in space {self.name}; "
+                section = key.split(".")[0]
+                unused = (f" (method {base.method.name} does not use the {section} section)"
+                          if section in OPTIONAL_SECTIONS and getattr(base, section) is None else "")
+                raise UserError(f"unknown config key '{key}' in space {self.name}{unused}; "
                                 f"valid keys: {', '.join(known)}")
             for value in spec.probe_values():
                 self._check_value(key, value, base)

@@ -204,3 +204,10 @@ def test_decode_rejects_values_outside_the_choices() -> None:
     with pytest.raises(UserError) as exc:
         space.decode({"hnet.hidden": "[7]", "hnet.temb_dim": 24, "method.beta": 0.01, "train.lr": 0.001})
     assert_one_line_error(exc, "params.hnet.hidden", "[7]")
+
+
+def test_a_space_that_searches_keys_the_method_does_not_use_is_refused():
+    """HNET+R's classifier has no hypernetwork: sweeping hnet.* for it would log and rank keys that do nothing."""
+    with pytest.raises(UserError, match=r"unknown config key 'hnet\.hidden' in space smoke \(method hnet_r does not "
+                                        r"use the hnet section\)"):
+        load_space("smoke").check_against(load_config("split_mnist_cl1_hnet_r"))

@@ -118,9 +118,9 @@ def main() -> None:
         sys.exit("gpu_check: torch sees no CUDA device here; run with --dry to check the script on a CPU")
     device = "cpu" if args.dry else "cuda"
     records = [
-        *check_methods(args.out, device, iters=20 if args.dry else 100),
-        *steps_per_s(args.out, device, iters=20 if args.dry else 1000),
-        *sweep_throughput(args.out, args.dry, trials=2 if args.dry else 8, iters=20 if args.dry else 300,
+        *check_methods(args.out, device, iters=5 if args.dry else 100),
+        *steps_per_s(args.out, device, iters=5 if args.dry else 1000),
+        *sweep_throughput(args.out, args.dry, trials=2 if args.dry else 8, iters=5 if args.dry else 300,
                           per_gpu=[2] if args.dry else [1, 2, 4, 8]),
     ]
     args.results_md.write_text(render(merge(records, args.results)))

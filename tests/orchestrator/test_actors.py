@@ -151,7 +151,7 @@ def test_a_quarter_gpu_per_subsystem_runs_four_trials_on_one_gpu(tmp_path, data_
     """One logical GPU, `--gpus-per-subsystem 0.25`, five one-subsystem trials: Ray runs four at a
     time, every actor on that GPU (CUDA_VISIBLE_DEVICES=0), and the fifth only once one of them ended."""
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 4, "num_gpus": 1})
-    spec = sweep.plan_sweep("smoke", "split_mnist_cl1", [*TINY_SWEEP, "train.iters_per_task=150"], name="quarter",
+    spec = sweep.plan_sweep("smoke", "split_mnist_cl1", [*TINY_SWEEP, "train.iters_per_task=100"], name="quarter",
                             num_samples=5, max_concurrent=5, data_root=str(data_root), gpus_per_subsystem=0.25,
                             storage=str(tmp_path / "shared"))
     folder = sweep.new_sweep_folder(tmp_path, spec)

@@ -32,8 +32,7 @@ def test_a_sweep_and_a_robustness_study_on_resnet(tmp_path, capsys):
     write_cifar(tmp_path / "data")
     # the smoke space keeps the preset's chunk: give one that fits ResNet-8's 76,180 weights
     assert main(["sweep", "--space", "smoke", "--num-samples", "2", "--name", "conv",
-                 *_args(tmp_path, "hnet.chunk_dim=1000")]) == 0
-    ray.shutdown()
+                 *_args(tmp_path, "hnet.chunk_dim=1000")]) == 0  # its local Ray stays up for the study below
     client = MlflowClient(embedded_uri(tmp_path / "runs" / "sweeps" / "conv"))
     experiment = client.get_experiment_by_name("conv")
     trials = client.search_runs([experiment.experiment_id], filter_string=f"tags.`{KIND}` = 'trial'")

@@ -39,7 +39,6 @@ class MethodSpec:
     # Rules across sections; raise ValueError with a message that names the keys and the fix.
     check: Callable[["ExperimentConfig"], None] | None = None
     classifies: bool = True  # False: a generative model, the only kind that learns one class per task
-    summary: str = ""  # one line for `hypercl presets` and error messages
 
 
 METHODS: dict[str, MethodSpec] = {}

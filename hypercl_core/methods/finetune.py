@@ -44,5 +44,4 @@ register(MethodSpec(
     "finetune", FinetuneSection, frozenset({"target"}),
     subsystems=lambda cfg: {"classifier": FineTuner},
     scores=hnet_r_scores, primary=classifier_primary, count_params=finetune_params, check=check_finetune,
-    summary="fine-tuning: the target's own weights learn each task, nothing protects earlier ones",
 ))

@@ -181,5 +181,4 @@ register(MethodSpec(
     "hnet", HnetSection, frozenset({"target", "hnet"}),
     subsystems=lambda cfg: {"target_hnet": HnetLearner},
     scores=hnet_classifier_scores, primary=classifier_primary, count_params=hnet_params,
-    summary="a task-conditioned hypernetwork generates the target's weights (von Oswald et al. 2020)",
 ))

@@ -67,5 +67,4 @@ register(MethodSpec(
     "hnet_r", HnetRSection, frozenset({"target", "replay"}),
     subsystems=lambda cfg: {"classifier": ReplayClassifier, "replay_vae": HnetVAE}, compose=ReplayMethod,
     scores=hnet_r_scores, primary=classifier_primary, count_params=replay_params, check=check_hnet_r,
-    summary="HNET+R: an ordinary classifier replaying the hnet-protected VAE",
 ))

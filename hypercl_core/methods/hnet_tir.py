@@ -76,5 +76,4 @@ register(MethodSpec(
     subsystems=lambda cfg: {"target_hnet": HnetLearner, "replay_vae": HnetVAE, "task_inference": TaskInferenceClassifier},
     compose=TaskInferenceMethod, scores=hnet_classifier_scores, primary=classifier_primary, count_params=hnet_params,
     check=check_hnet_tir,
-    summary="HNET+TIR: HNET answering for the task a replay-trained task-inference classifier picks",
 ))

@@ -128,5 +128,4 @@ register(MethodSpec(
     "hypermask", HyperMaskSection, frozenset({"target", "hnet"}),
     subsystems=lambda cfg: {"target_hypermask": HyperMaskLearner},
     scores=hnet_classifier_scores, primary=classifier_primary, count_params=hypermask_params, check=check_hypermask,
-    summary="one shared target, a hypernetwork-generated mask per task (Książek & Spurek 2023)",
 ))

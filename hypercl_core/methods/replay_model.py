@@ -34,5 +34,4 @@ register(MethodSpec(
     subsystems=lambda cfg: {f"replay_{cfg.replay.model}": MODELS[cfg.replay.model]},
     scores=replay_scores, primary=lambda cfg: replay_scores(cfg)[0], count_params=replay_params,
     check=check_replay_benchmark, classifies=False,
-    summary="only the hnet-protected replay model (VAE or GAN), learning to generate each task",
 ))

@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 from hypercl_core.data.benchmarks import BENCHMARKS
 from hypercl_core.errors import ConfigError
 from hypercl_core.methods import METHODS
-from hypercl_core.registry import OPTIONAL_SECTIONS
+from hypercl_core.registry import OPTIONAL_SECTIONS, MethodSpec
 from hypercl_core.nets.targets import TARGETS
 from hypercl_core.sections import HnetConfig, Section, check_sizes
 
@@ -288,11 +288,12 @@ def _what_carries_over(base: dict[str, Any], child: dict[str, Any]) -> dict[str,
             fields = registry[name].section.model_fields
             base[section] = {k: v for k, v in base[section].items() if k in fields and k != "name"}
     spec = METHODS.get(_section_name(child, "method") or _section_name(base, "method") or "")
-    if spec is not None:
-        for section in OPTIONAL_SECTIONS:
-            if section not in spec.reads:
-                base.pop(section, None)
-    return base
+    return _without_unread_sections(base, spec) if spec is not None else base
+
+
+def _without_unread_sections(tree: dict[str, Any], spec: MethodSpec) -> dict[str, Any]:
+    """The tree less the optional sections (target, hnet, replay) the method does not read."""
+    return {k: v for k, v in tree.items() if k not in OPTIONAL_SECTIONS or k in spec.reads}
 
 
 def _section_name(tree: dict[str, Any], section: str) -> str | None:
@@ -306,15 +307,12 @@ def saved_tree(tree: dict[str, Any]) -> dict[str, Any]:
     the classifier sections of a replay model, HyperMask's `method.lookahead`) did nothing, so
     they are dropped rather than refused, and the run resumes, reruns and exports as it was."""
     tree = copy.deepcopy(tree)
-    method = tree.get("method") if isinstance(tree.get("method"), dict) else {}
-    spec = METHODS.get(method.get("name", NAMED_SECTIONS["method"]))
+    spec = METHODS.get(_section_name(tree, "method") or NAMED_SECTIONS["method"])
     if spec is None:
         return tree  # validation names the unknown method
+    method = tree.get("method") if isinstance(tree.get("method"), dict) else {}
     tree["method"] = {k: v for k, v in method.items() if k in spec.section.model_fields}
-    for section in OPTIONAL_SECTIONS:
-        if section not in spec.reads:
-            tree.pop(section, None)
-    return tree
+    return _without_unread_sections(tree, spec)
 
 
 _WHAT_A_CONFIG_NEEDS = ("a config file names at least `benchmark` (e.g. `benchmark: {name: split_mnist}`, "

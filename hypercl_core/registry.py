@@ -10,8 +10,8 @@ the rules it imposes across sections. Nothing else names methods.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable, Mapping
 
 from hypercl_core.sections import Section
 
@@ -39,6 +39,21 @@ class MethodSpec:
     # Rules across sections; raise ValueError with a message that names the keys and the fix.
     check: Callable[["ExperimentConfig"], None] | None = None
     classifies: bool = True  # False: a generative model, the only kind that learns one class per task
+    title: str = ""  # how tables name it (default: its name)
+    # What the paper reports (METHODS.md section 9, Table 1): (benchmark, tasks, scenario) -> accuracy %.
+    reported: Mapping[tuple[str, int, str], float] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return self.title or self.name
+
+
+def table1(permuted: tuple[float | None, ...], split: tuple[float | None, ...]) -> dict[tuple[str, int, str], float]:
+    """A method's column of the paper's Table 1: PermutedMNIST-10 and SplitMNIST, CL1..CL3
+    (None: not reported)."""
+    cells = {("permuted_mnist", 10): permuted, ("split_mnist", 5): split}
+    return {(bench, tasks, f"cl{i + 1}"): value for (bench, tasks), column in cells.items()
+            for i, value in enumerate(column) if value is not None}
 
 
 METHODS: dict[str, MethodSpec] = {}

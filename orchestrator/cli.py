@@ -29,7 +29,8 @@ from orchestrator.console import note, quiet, set_verbosity  # noqa: E402
 log = logging.getLogger("hypercl.cli")
 
 DESCRIPTION = """\
-Continual learning with hypernetworks (HNET, HNET+R, HNET+TIR, HyperMask) on MNIST benchmarks:
+Continual learning with hypernetworks (HNET, HNET+R, HNET+TIR, HyperMask) and the baselines they are
+compared with (fine-tuning, from scratch, joint, online EWC, SI, DGR+distill) on MNIST and CIFAR benchmarks:
 one experiment in this process, or Ray Tune + Optuna sweeps with every trial tracked in MLflow,
 resumable after any interruption."""
 BEST_FORMATS = ("table", "json", "csv")
@@ -43,6 +44,8 @@ main workflows:
        hypercl best --format csv > trials.csv      (or --format json, for scripts)
        hypercl rerun --config best.yaml --seeds 5  (mean +- SEM over seeds 0-4)
        hypercl sweeps                              (status and best value of every sweep and rerun)
+       hypercl compare --configs split_mnist_cl2_ewc split_mnist_cl2_si --seeds 3 --name cl2
+       hypercl table --name cl2 --paper            (methods side by side; --format latex or csv)
   3. accuracy vs compression ratio over random hnet architectures (the paper's Fig. A7):
        hypercl robustness --config split_mnist_cl1 --n-archs 100 --bins 10
 
@@ -580,6 +583,88 @@ def cmd_rerun(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_compare(sub) -> None:
+    p = _command(sub, "compare", "run several presets over seeds in parallel, for hypercl table")
+    _completer(p.add_argument("--configs", nargs="+", metavar="PRESET", default=[],
+                              help="presets or config YAML files to compare (list them: hypercl presets); required "
+                                   "unless --resume"), complete_configs)
+    _add_overrides(p, " of every config", "train.iters_per_task=500")
+    p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 of each config, one trial each")
+    p.add_argument("--name", help="name (default: compare-<timestamp>)")
+    _add_resume(p, "comparison")
+    _add_cluster(p)
+    _add_tracking(p)
+    p.set_defaults(func=cmd_compare)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from hypercl_core.errors import UserError  # noqa: PLC0415
+    from orchestrator import sweep  # noqa: PLC0415
+
+    _check_counts(args)
+    if args.resume:
+        if args.configs:
+            raise UserError(f"--resume continues {args.resume} with the configs it started with; drop --configs")
+        spec, folder = _resumed(args, "compare")
+    else:
+        spec = sweep.plan_compare(args.configs, args.seeds, args.overrides, **_cluster_options(args))
+        folder = _new_folder(spec, args)
+    note(f"comparison folder: {folder}  (resume if interrupted: hypercl compare --resume {folder})")
+    outcome = sweep.start(spec, folder, args.address)
+    if outcome.interrupted or not outcome.finished_trials:
+        return _exit_status(outcome, f"hypercl compare --resume {folder}", folder)
+    from orchestrator.table import markdown, read_table  # noqa: PLC0415
+
+    print()
+    print(markdown(read_table([(spec.tracking_uri, spec.name)], spec.metric, {})), end="")
+    note(f"the same as LaTeX or CSV, or beside the paper's figures: hypercl table --name {spec.name} "
+         "--format latex --paper")
+    _print_ui_hint(spec.tracking_uri, spec.experiment_id)
+    return 0
+
+
+def _add_table(sub) -> None:
+    from orchestrator.table import FORMATS  # noqa: PLC0415
+
+    p = _command(sub, "table", "the paper's comparison table from MLflow: methods x benchmarks, mean ± SEM over seeds")
+    _completer(p.add_argument("--name", action="append", default=[], required=True,
+                              help="a comparison, rerun or sweep to read (repeatable; list them: hypercl sweeps)"),
+               complete_sweep_names)
+    p.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE",
+                   help="only runs with this MLflow tag, on the run or its parent (repeatable; default: every run)")
+    p.add_argument("--metric", default="final_acc", help="what each cell averages (default: final_acc)")
+    p.add_argument("--format", choices=list(FORMATS), default="markdown", help="markdown, csv or latex")
+    p.add_argument("--paper", action="store_true", help="the paper's figure beside ours, where it reports one")
+    p.add_argument("--out", metavar="FILE", help="write the table here (default: print it)")
+    _add_tracking(p)
+    p.set_defaults(func=cmd_table)
+
+
+def cmd_table(args: argparse.Namespace) -> int:
+    from hypercl_core.errors import UserError  # noqa: PLC0415
+    from orchestrator.table import FORMATS, read_table  # noqa: PLC0415
+
+    tags = {}
+    for item in args.tag:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"--tag takes KEY=VALUE, got {item!r}")
+        tags[key] = value
+    sources = []
+    for name in args.name:
+        args_one = argparse.Namespace(**{**vars(args), "name": name})
+        sources.append(_sweep_uri(args_one))
+    text = FORMATS[args.format](read_table(sources, args.metric, tags), args.paper)
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+        note(f"table written to {out}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def _add_robustness(sub) -> None:
     p = _command(sub, "robustness", "accuracy vs compression ratio over random hnet architectures (Fig. A7)")
     _add_config(p, "unless --resume or --plot-only", "(its hnet must be chunked)", " for every architecture",
@@ -677,6 +762,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sweep(sub)
     _add_best(sub)
     _add_rerun(sub)
+    _add_compare(sub)
+    _add_table(sub)
     _add_robustness(sub)
     _add_plot(sub)
     for command in sub.choices.values():  # every subcommand alike, whoever added it

@@ -12,6 +12,7 @@ SPEC = "sweep.yaml"  # the request and what was resolved (orchestrator.sweep.Swe
 DRIVER_LOCK = ".driver.lock"  # flock-ed by the sweep's driver while it runs; holds its pid
 TUNE_DIR = "tune"  # one Tune experiment per driver session: logs and error files
 TRIALS_DIR = "trials"  # the trials' checkpoints, by durable key
+COMPARED = "config"  # in sweep.yaml, a compare variant's whole config (beside "preset", the name it came from)
 
 
 def driver_running(folder: Path) -> bool:

@@ -21,7 +21,7 @@ ASHA_REDUCTION = 2  # at each rung, the best 1/ASHA_REDUCTION go on
 
 @dataclass
 class Outcomes:
-    num_tasks: int
+    num_tasks: int | None  # None: trials of different lengths (a comparison)
     states: Counter = field(default_factory=Counter)  # trial_state -> trials
     stopped_after: Counter = field(default_factory=Counter)  # the task a stopped trial ended after -> trials
 
@@ -55,7 +55,7 @@ class Outcomes:
                 "failed_trials": self.failed}
 
     def lines(self, scheduler: str) -> list[str]:
-        parts = [f"{self.finished} finished all {self.num_tasks} tasks"]
+        parts = [f"{self.finished} finished all {self.num_tasks if self.num_tasks else 'their'} tasks"]
         if self.stopped:
             after = ", ".join(f"{n} after task {task}" for task, n in sorted(self.stopped_after.items()))
             parts.append(f"{self.stopped} stopped early by ASHA ({after})")
@@ -88,7 +88,7 @@ def trial_state(run) -> str:
     return "unfinished"
 
 
-def read_outcomes(runs: list, num_tasks: int) -> Outcomes:
+def read_outcomes(runs: list, num_tasks: int | None) -> Outcomes:
     """`runs`: a sweep's trial runs (SweepTracker.trial_runs)."""
     out = Outcomes(num_tasks)
     for run in runs:

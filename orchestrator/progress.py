@@ -24,11 +24,12 @@ from orchestrator.tracking import END_REASON, ERROR_TAG, STOPPED_BY_SCHEDULER, T
 
 class SweepProgress(tune.Callback):
     def __init__(self, tracking_uri: str, experiment_id: str, metric: str, num_tasks: int, total: int,
-                 done_before: int = 0):
+                 done_before: int = 0, tasks_per_trial: dict[str, int] | None = None):
         self.tracking_uri = tracking_uri
         self.experiment_id = experiment_id
         self.metric = metric
         self.num_tasks = num_tasks
+        self.tasks_per_trial = tasks_per_trial or {}  # trial key -> its tasks, where trials differ (a comparison)
         self.total = total
         self.start = time.time()
         self.done = done_before  # trials that ended in earlier sessions of this sweep
@@ -39,6 +40,9 @@ class SweepProgress(tune.Callback):
     @staticmethod
     def _name(trial) -> str:
         return trial.config.get(TRIAL_KEY, trial.trial_id)
+
+    def _tasks(self, trial) -> int:
+        return self.tasks_per_trial.get(self._name(trial), self.num_tasks)
 
     def _print(self, text: str, level: int = NOTE) -> None:
         """A progress line (hidden by -q); a failure is a WARNING, which -q still shows."""
@@ -55,7 +59,7 @@ class SweepProgress(tune.Callback):
             return
         value = result.get(self.metric)
         if value is not None:
-            self._print(f"{self._name(trial)} task {result.get('task')}/{self.num_tasks} {self.metric} {value:.4f}")
+            self._print(f"{self._name(trial)} task {result.get('task')}/{self._tasks(trial)} {self.metric} {value:.4f}")
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         failpoint("trial_complete")
@@ -66,7 +70,7 @@ class SweepProgress(tune.Callback):
         shown = f"{self.metric} {value:.4f}" if isinstance(value, float) else "no result"
         task = last.get("task")
         # ASHA's verdict on a trial after task k reads like a result; say that it is a partial one.
-        verdict = "done" if task is None or task >= self.num_tasks else f"stopped by the scheduler after task {task}"
+        verdict = "done" if task is None or task >= self._tasks(trial) else f"stopped by the scheduler after task {task}"
         self._print(f"{self._name(trial)} {verdict}: {shown} ({self.done}/{self.total})")
 
     def on_trial_error(self, iteration, trials, trial, **info):

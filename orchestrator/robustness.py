@@ -31,7 +31,7 @@ from hypercl_core.errors import UserError
 from hypercl_core.metrics import chance_accuracy, score_name
 from hypercl_core.schedule import budget
 from orchestrator.sweep import LAYOUT, SweepSpec
-from orchestrator.tracking import ERROR_TAG, KIND, decode_params
+from orchestrator.tracking import ERROR_TAG, KIND, PRESET_TAG, decode_params
 from search_spaces.architectures import (
     ARCH_KEYS,
     BinScale,
@@ -46,7 +46,6 @@ STUDY_CSV = "study.csv"
 BINS_CSV = "study_bins.csv"
 STUDY_PNG = "study.png"
 STUDY_YAML = "study.yaml"  # the request and the shared config: the folder redraws without MLflow
-PRESET_TAG = "hypercl.preset"  # on the study's parent run (orchestrator.sweep)
 
 
 def plan_robustness(preset: str, overrides: list[str], n_archs: int, ratio_range: tuple[float, float],

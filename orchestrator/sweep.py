@@ -1,8 +1,9 @@
 """Sweeps and seed reruns: Ray Tune + Optuna, tracked in MLflow, resumable.
 
-Three kinds share one machinery: a `sweep` lets Optuna sample a search
+Four kinds share one machinery: a `sweep` lets Optuna sample a search
 space; a `rerun` (seeds) and a `robustness` study (architectures) run a
-fixed list of variants, each a set of config overrides on the base config.
+fixed list of variants, each a set of config overrides on the base config;
+a `compare` runs several presets over seeds, each variant a whole config.
 
 A sweep folder holds everything needed to resume after the driver dies:
 `sweep.yaml` (the request, the resolved space and base config, the MLflow
@@ -26,16 +27,16 @@ from typing import Any
 
 import yaml
 
-from hypercl_core.config import ExperimentConfig, build_config, load_config
+from hypercl_core.config import ExperimentConfig, build_config, config_from_flat, load_config
 from hypercl_core.data.benchmarks import require_data
 from hypercl_core.errors import UserError, first_line
 from hypercl_core.methods import subsystem_names
 from hypercl_core.provenance import provenance
 from orchestrator.actors import DEFAULT_SUBSYSTEM_CPUS
-from orchestrator.folders import DRIVER_LOCK, SPEC, TRIALS_DIR, TUNE_DIR
+from orchestrator.folders import COMPARED, DRIVER_LOCK, SPEC, TRIALS_DIR, TUNE_DIR
 from orchestrator.console import note
 from orchestrator.outcomes import ASHA_GRACE_TASKS, ASHA_REDUCTION, Outcomes, read_outcomes
-from orchestrator.tracking import END_REASON, TRIAL_ID, SweepTracker, check_tracking_uri, embedded_uri, log_metrics
+from orchestrator.tracking import END_REASON, PRESET_TAG, TRIAL_ID, SweepTracker, check_tracking_uri, embedded_uri, log_metrics
 
 LAYOUT = 2  # 1: resumed through Tune's saved experiment state (before durable trial keys)
 
@@ -44,7 +45,7 @@ LAYOUT = 2  # 1: resumed through Tune's saved experiment state (before durable t
 class SweepSpec:
     """The request as given plus what was resolved from it; saved as sweep.yaml."""
 
-    kind: str  # sweep | rerun | robustness
+    kind: str  # sweep | rerun | robustness | compare
     name: str
     base_config: dict[str, Any]
     metric: str
@@ -53,7 +54,8 @@ class SweepSpec:
     max_concurrent: int | None = None
     scheduler: str = "fifo"
     seed: int = 0
-    variants: list[dict[str, Any]] = field(default_factory=list)  # flat overrides, one trial each
+    # One trial each: flat overrides of the base config, or (compare) {"preset": name, "config": whole config}.
+    variants: list[dict[str, Any]] = field(default_factory=list)
     study: dict[str, Any] | None = None  # a robustness study's request (ratio range, bins, ...)
     space_name: str | None = None
     space: dict[str, Any] | None = None
@@ -73,6 +75,31 @@ class SweepSpec:
     @property
     def config(self) -> ExperimentConfig:
         return build_config(self.base_config, saved=True)
+
+    def variant_configs(self) -> list[ExperimentConfig]:
+        """Every trial's config where they are fixed (not a sweep's), in variant order."""
+        base = self.config
+        return [build_config(v["config"], saved=True) if COMPARED in v else config_from_flat(v, base)
+                for v in self.variants]
+
+    def configs(self) -> list[ExperimentConfig]:
+        """The configs whose data, subsystems and task counts the trials need: the base config,
+        or every compared one."""
+        return self.variant_configs() if self.kind == "compare" else [self.config]
+
+    def tasks_per_trial(self) -> dict[str, int] | None:
+        """Trial key -> its tasks, where the trials differ in length (a comparison)."""
+        from orchestrator.searcher import variant_key  # noqa: PLC0415
+
+        if self.kind != "compare":
+            return None
+        return {variant_key(i): cfg.benchmark.num_tasks for i, cfg in enumerate(self.configs())}
+
+    @property
+    def num_tasks(self) -> int | None:
+        """Every trial's tasks (None: they differ)."""
+        counts = {cfg.benchmark.num_tasks for cfg in self.configs()}
+        return counts.pop() if len(counts) == 1 else None
 
     @property
     def total_trials(self) -> int:
@@ -159,6 +186,34 @@ def plan_rerun(config_ref: str, seeds: int, overrides: list[str] | None = None, 
                      **options)
 
 
+def plan_compare(presets: list[str], seeds: int, overrides: list[str] | None = None, **options: Any) -> SweepSpec:
+    """Every preset over seeds 0..seeds-1, in one MLflow experiment that `hypercl table` reads;
+    `overrides` (--set) apply to every preset. All must be judged by the same metric."""
+    from orchestrator.trial import metric_for  # noqa: PLC0415
+
+    if seeds < 1:
+        raise UserError(f"--seeds must be at least 1, got {seeds}")
+    if not presets:
+        raise UserError("hypercl compare needs presets to compare: --configs P1 P2 ... (list them: hypercl presets)")
+    repeated = sorted({p for p in presets if presets.count(p) > 1})
+    if repeated:
+        raise UserError(f"--configs names {', '.join(repeated)} more than once; give each preset once")
+    configs = {ref: load_config(ref, overrides) for ref in presets}
+    objectives = {ref: metric_for(cfg) for ref, cfg in configs.items()}
+    metric, mode = objectives[presets[0]]
+    odd = [ref for ref, objective in objectives.items() if objective != (metric, mode)]
+    if odd:
+        raise UserError(f"{', '.join(odd)} {'is' if len(odd) == 1 else 'are'} judged by "
+                        f"{objectives[odd[0]][0]}, {presets[0]} by {metric}; compare presets judged alike "
+                        "(classifiers by final_acc)")
+    variants = [{"preset": ref, COMPARED: cfg.model_copy(update={"seed": seed}).model_dump()}
+                for ref, cfg in configs.items() for seed in range(seeds)]
+    name = options.pop("name", None) or f"compare-{dt.datetime.now():%Y%m%d-%H%M%S}"
+    return SweepSpec(kind="compare", name=name, base_config=configs[presets[0]].model_dump(), metric=metric,
+                     mode=mode, variants=variants, study={"presets": list(presets), "seeds": seeds},
+                     preset=",".join(presets), layout=LAYOUT, **options)
+
+
 def start(spec: SweepSpec, folder: Path, address: str | None) -> SweepOutcome:
     """Run (or resume) the sweep until every trial ended or the user interrupted it."""
     from orchestrator.failpoints import failpoint  # noqa: PLC0415
@@ -168,7 +223,11 @@ def start(spec: SweepSpec, folder: Path, address: str | None) -> SweepOutcome:
     spec.tracking_uri = spec.tracking_uri or embedded_uri(folder)
     check_tracking_uri(spec.tracking_uri)
     if address is None:  # on a cluster each node resolves its own data root
-        spec.data_root = str(require_data(spec.config.benchmark, spec.data_root).resolve())
+        roots = {require_data(cfg.benchmark, spec.data_root).resolve() for cfg in spec.configs()}
+        if len(roots) > 1:
+            raise UserError(f"the compared benchmarks' data lie in different folders ({', '.join(map(str, sorted(roots)))}); "
+                            "put them under one folder and pass it as --data-root")
+        spec.data_root = str(roots.pop())
     # An embedded store keeps artifacts in the sweep folder; a server stores them itself.
     embedded = spec.tracking_uri.startswith("sqlite:///")
     tracker = SweepTracker(spec.tracking_uri, spec.name, artifact_root=folder / "artifacts" if embedded else None)
@@ -179,7 +238,7 @@ def start(spec: SweepSpec, folder: Path, address: str | None) -> SweepOutcome:
     origin = provenance()
     spec.parent_run_id = tracker.parent_run(
         spec.kind, spec.parent_run_id, params=_parent_params(spec),
-        tags={"hypercl.sweep": spec.name, "hypercl.space": str(spec.space_name), "hypercl.preset": str(spec.preset),
+        tags={"hypercl.sweep": spec.name, "hypercl.space": str(spec.space_name), PRESET_TAG: str(spec.preset),
               "hypercl.metric": spec.metric, "hypercl.mode": spec.mode}, origin=origin,
     )
     spec.save(folder)
@@ -271,7 +330,7 @@ def _parent_params(spec: SweepSpec) -> dict[str, Any] | None:
     if spec.kind == "sweep":
         return None
     study = {f"study.{key}": value for key, value in (spec.study or {}).items()}
-    return {**spec.config.flat(), **study}
+    return study if spec.kind == "compare" else {**spec.config.flat(), **study}
 
 
 @dataclass(frozen=True)
@@ -314,7 +373,7 @@ def _pin_placement(spec: SweepSpec, local: bool):
 
     placement = auto_placement(spec.gpus_per_subsystem, spec.cpus_per_subsystem)
     if local:  # (GPUs asked of a machine without one were refused before any folder: check_cluster_request)  # a remote cluster may still be scaling up
-        placement.check_fits(len(subsystem_names(spec.config)), ray.cluster_resources())
+        placement.check_fits(max(len(subsystem_names(cfg)) for cfg in spec.configs()), ray.cluster_resources())
     spec.gpus_per_subsystem = placement.gpus_per_subsystem
     return placement
 
@@ -333,16 +392,14 @@ def _tuner(spec: SweepSpec, folder: Path, placement, searcher, origin: dict[str,
                        checkpoints=f"{root}/{TRIALS_DIR}", placement=placement,
                        space=spec.space if spec.kind == "sweep" else None, variants=spec.variants,
                        data_root=spec.data_root, origin=origin, system_metrics=spec.system_metrics)
-    trainable = tune.with_resources(
-        tune.with_parameters(run_trial, ctx=ctx),
-        tune.PlacementGroupFactory(placement.bundles(len(subsystem_names(cfg)))),
-    )
+    trainable = tune.with_resources(tune.with_parameters(run_trial, ctx=ctx), _trial_resources(spec, placement))
     run_config = tune.RunConfig(
         name=f"session-{dt.datetime.now():%Y%m%d-%H%M%S-%f}",
         storage_path=f"{root}/{TUNE_DIR}",
         failure_config=tune.FailureConfig(max_failures=2),  # a retry continues from the trial's checkpoint
         callbacks=[SweepProgress(spec.tracking_uri, spec.experiment_id, spec.metric, cfg.benchmark.num_tasks,
-                                 spec.total_trials, done_before=searcher.done_count())],
+                                 spec.total_trials, done_before=searcher.done_count(),
+                                 tasks_per_trial=spec.tasks_per_trial())],
         verbose=0,
     )
     tune_config = tune.TuneConfig(
@@ -354,6 +411,32 @@ def _tuner(spec: SweepSpec, folder: Path, placement, searcher, origin: dict[str,
         reuse_actors=True,  # a trial's worker and its subsystem actors carry over to the next trial
     )
     return tune.Tuner(trainable, tune_config=tune_config, run_config=run_config)
+
+
+def _trial_resources(spec: SweepSpec, placement):
+    """One bundle for the trial and one per subsystem: the same for every trial, except in a
+    comparison, where each trial's method says how many subsystems it has."""
+    from ray import tune  # noqa: PLC0415
+
+    from orchestrator.searcher import TRIAL_KEY, variant_key  # noqa: PLC0415
+
+    if spec.kind != "compare":
+        return tune.PlacementGroupFactory(placement.bundles(len(subsystem_names(spec.config))))
+    bundles = {variant_key(i): placement.bundles(len(subsystem_names(cfg))) for i, cfg in enumerate(spec.configs())}
+    return _PerTrialBundles(bundles, TRIAL_KEY)
+
+
+@dataclass(frozen=True)
+class _PerTrialBundles:
+    """Tune's resources for a trial, from its key (a picklable callable)."""
+
+    bundles: dict[str, list[dict[str, float]]]
+    key: str
+
+    def __call__(self, config: dict[str, Any]):
+        from ray import tune  # noqa: PLC0415
+
+        return tune.PlacementGroupFactory(self.bundles[config[self.key]])
 
 
 def _tune_root(spec: SweepSpec, folder: Path) -> str:
@@ -440,7 +523,7 @@ def _close_parent(spec: SweepSpec, tracker: SweepTracker, ended: bool) -> Outcom
     if ended:
         _close_orphans(tracker)
     trial_runs = tracker.trial_runs()
-    outcomes = read_outcomes(trial_runs, spec.config.benchmark.num_tasks)
+    outcomes = read_outcomes(trial_runs, spec.num_tasks)
     runs = [r for r in trial_runs if r.info.status == "FINISHED" and spec.metric in r.data.metrics]
     values = [r.data.metrics[spec.metric] for r in runs]
     summary: dict[str, float] = outcomes.counts()

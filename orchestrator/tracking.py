@@ -32,7 +32,8 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 
 from hypercl_core.errors import UserError  # noqa: E402
 
-KIND = "hypercl.kind"  # sweep | rerun | robustness | trial
+KIND = "hypercl.kind"  # sweep | rerun | robustness | compare | trial
+PRESET_TAG = "hypercl.preset"  # the config a parent run (or a compared trial's run) was started from
 # MLflow 3 opens an experiment in its GenAI view (traces, token usage) unless told it holds model training.
 EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 TRIAL_ID = "hypercl.trial_id"

@@ -27,8 +27,9 @@ from hypercl_core.metrics import metric_mode, score_name
 from hypercl_core.provenance import provenance
 from orchestrator.actors import Placement, spawn_subsystems
 from orchestrator.checkpoints import TrialCheckpoints
+from orchestrator.folders import COMPARED
 from orchestrator.searcher import COMPRESSION_EXCESS, MLFLOW_RUN, TRIAL_KEY
-from orchestrator.tracking import INFEASIBLE_TAG, TrialTracker
+from orchestrator.tracking import INFEASIBLE_TAG, PRESET_TAG, TrialTracker
 
 
 @dataclass(frozen=True)
@@ -53,13 +54,21 @@ class TrialContext:
     def worst(self) -> float:
         return 0.0 if self.mode == "max" else 1e9
 
+    def tags(self, key: str) -> dict[str, str]:
+        """What names a compared trial's preset on its own run (`hypercl table` groups by it)."""
+        variant = self.variants[int(key[1:])] if not self.space else {}
+        return {PRESET_TAG: variant["preset"]} if COMPARED in variant else {}
+
     def resolve(self, sample: dict[str, Any]) -> tuple[ExperimentConfig | None, float | None]:
         """The trial's config (None when no chunk size meets the space's compression bound) and, in a
         sweep, how far its architecture lies above that bound (SearchSpace.compression_excess)."""
-        base = build_config(self.base, saved=True)
         key = sample[TRIAL_KEY]
         if not self.space:
-            return config_from_flat(self.variants[int(key[1:])], base), None
+            variant = self.variants[int(key[1:])]
+            if COMPARED in variant:
+                return build_config(variant[COMPARED], saved=True), None
+            return config_from_flat(variant, build_config(self.base, saved=True)), None
+        base = build_config(self.base, saved=True)
         from search_spaces.space import SearchSpace  # noqa: PLC0415
 
         space = SearchSpace.model_validate(self.space)
@@ -88,6 +97,7 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     proxies = spawn_subsystems(cfg, ctx.placement, ctx.data_root)
     tracker.log_config(cfg.model_dump(), cfg.flat(), {"compression_ratio": f"{counts.compression_ratio:.6f}"})
     tracker.set_tags({"hypercl.worker_pid": os.getpid(), "hypercl.tune_trial_id": tune.get_context().get_trial_id(),
+                      **ctx.tags(key),
                       **{f"placement.{name}": json.dumps(p.placement()) for name, p in proxies.items()}})
     run_dir = Path(tune.get_context().get_trial_dir()) / "run"
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -40,6 +40,10 @@ class BenchmarkSpec:
     classifiable: bool = True  # False: one class per task, which only generative models learn
     images: bool = False  # inputs are always (C, H, W) images (else vectors, or images with as_rgb32)
     flat_size: int = 0  # values per example as a vector (MNIST 784, PermutedMNIST 1024)
+    title: str = ""  # how tables name it; {tasks} is replaced by the task count (default: its name)
+
+    def label(self, num_tasks: int) -> str:
+        return (self.title or self.name).format(tasks=num_tasks)
 
     def input_shape(self, cfg: BenchmarkConfig) -> tuple[int, ...]:
         return (3, 32, 32) if self.images or cfg.as_rgb32 else (self.flat_size,)
@@ -91,18 +95,20 @@ def _require_cifar100(root: Path, cfg: BenchmarkConfig) -> object:
 
 
 BENCHMARKS: dict[str, BenchmarkSpec] = {spec.name: spec for spec in (
-    BenchmarkSpec("split_mnist", _split_mnist, outputs_per_task=2, max_tasks=5, require=_require_mnist, flat_size=784),
+    BenchmarkSpec("split_mnist", _split_mnist, outputs_per_task=2, max_tasks=5, require=_require_mnist, flat_size=784,
+                  title="SplitMNIST"),
     BenchmarkSpec("permuted_mnist", _permuted_mnist, outputs_per_task=10, max_tasks=None, require=_require_mnist,
-                  flat_size=1024),
+                  flat_size=1024, title="PermutedMNIST-{tasks}"),
     BenchmarkSpec("regression1d", _regression1d, outputs_per_task=1, max_tasks=len(tasks.POLYNOMIALS),
-                  scenarios=("cl1",), regression=True, one_head=True, flat_size=1),
+                  scenarios=("cl1",), regression=True, one_head=True, flat_size=1, title="1D regression"),
     # One digit per task (class-incremental), for replay models.
     BenchmarkSpec("class_mnist", _class_mnist, outputs_per_task=1, max_tasks=10, require=_require_mnist,
                   classifiable=False, flat_size=784),
     BenchmarkSpec("split_cifar", _split_cifar, outputs_per_task=cifar.CLASSES_PER_TASK, max_tasks=cifar.MAX_TASKS,
-                  require=_require_cifar, images=True, flat_size=3 * 32 * 32),
+                  require=_require_cifar, images=True, flat_size=3 * 32 * 32, title="split CIFAR-10/100"),
     BenchmarkSpec("split_cifar100", _split_cifar100, outputs_per_task=cifar.CLASSES_PER_TASK,
-                  max_tasks=cifar.MAX_TASKS - 1, require=_require_cifar100, images=True, flat_size=3 * 32 * 32),
+                  max_tasks=cifar.MAX_TASKS - 1, require=_require_cifar100, images=True, flat_size=3 * 32 * 32,
+                  title="split CIFAR-100"),
 )}
 
 

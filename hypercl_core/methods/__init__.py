@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 
 from hypercl_core.data.benchmarks import build_benchmark
 from hypercl_core.device import resolve_device
-from hypercl_core.methods import finetune, hnet, hnet_r, hnet_tir, hypermask, replay_model  # noqa: F401 - registers them
+from hypercl_core.methods import (  # noqa: F401 - registers them
+    dgr, ewc, finetune, from_scratch, hnet, hnet_r, hnet_tir, hypermask, joint, replay_model, si)
 from hypercl_core.registry import METHODS, method_spec
 from hypercl_core.subsystem import Progress, Subsystem
 

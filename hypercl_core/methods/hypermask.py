@@ -128,4 +128,5 @@ register(MethodSpec(
     "hypermask", HyperMaskSection, frozenset({"target", "hnet"}),
     subsystems=lambda cfg: {"target_hypermask": HyperMaskLearner},
     scores=hnet_classifier_scores, primary=classifier_primary, count_params=hypermask_params, check=check_hypermask,
+    title="HyperMask",
 ))

@@ -84,37 +84,71 @@ class ReplayClassifier:
             raise ValueError(f"task {t} needs the replay model of tasks 0..{t - 1}")
         gen = task_generator(cfg.seed, t, self.device)
         replay = replay.to(self.device) if replay is not None else None
+        self.begin_task(t)
         teacher = self.weights.detach().clone()
         per_task = replay_per_task(t)
         optimizer = torch.optim.Adam([self.weights], lr=cfg.train.lr)
-        w = current_share(cfg.replay.current_weight, t) if replay is not None else 1.0
+        w = current_share(self.current_weight(), t) if replay is not None else 1.0
         steps = task_steps(cfg.train, task.num_train)
         factor = step_lr(cfg.train, steps)
         start = time.perf_counter()
         for step in range(steps):
             if factor is not None:
                 set_lr([optimizer], cfg.train.lr * factor(step))
-            idx = torch.randint(task.num_train, (cfg.train.batch_size,), generator=gen, device=self.device)
-            x, y = task.train_batch(idx, gen)
-            loss = F.cross_entropy(self.logits(x, self.weights, t, t + 1, train=True), self.labels(y, t))
+            loss = self.task_loss(t, gen)
             if replay is not None:
                 images = replay.sample(per_task, gen)  # (t, per_task, pixels)
                 loss = w * loss + (1 - w) * self.replay_loss(images, teacher, t)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            penalty = self.penalty()
+            if penalty is not None:
+                loss = loss + penalty
+            self.update(optimizer, loss)
             if progress is not None and (step + 1) % PROGRESS_EVERY == 0:
                 progress(PROGRESS_EVERY)
         if progress is not None:
             progress(steps % PROGRESS_EVERY)
+        self.end_task(t)
         seconds = time.perf_counter() - start
         return {"train_s": seconds, "steps": steps, "steps_per_s": steps / max(seconds, 1e-9)}
 
-    def replay_logits(self, images: torch.Tensor, weights: torch.Tensor, known: int) -> torch.Tensor:
-        """(tasks, n, pixels) replayed images -> what `logits` gives each for its own task
-        (tasks, n, outputs), every task's images in one pass through the target."""
-        t, n, _ = images.shape
-        out = self.target(images.reshape(t * n, -1), weights, None, task=0).reshape(t, n, -1)
+    # -- what the baselines change (the methods of `methods/own_weights.py`) --
+    def current_weight(self) -> float | None:
+        return self.cfg.replay.current_weight
+
+    def begin_task(self, t: int) -> None:
+        """Before task t's first step."""
+
+    def task_loss(self, t: int, gen: torch.Generator) -> torch.Tensor:
+        """The loss on one batch of task t's own data."""
+        task = self.bench.tasks[t]
+        idx = torch.randint(task.num_train, (self.cfg.train.batch_size,), generator=gen, device=self.device)
+        x, y = task.train_batch(idx, gen)
+        return F.cross_entropy(self.logits(x, self.weights, t, t + 1, train=True), self.labels(y, t))
+
+    def penalty(self) -> torch.Tensor | None:
+        """A term added to every step's loss (a weight regularizer's)."""
+        return None
+
+    def update(self, optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    def end_task(self, t: int) -> None:
+        """After task t's last step."""
+
+    def scenario_outputs(self, out: torch.Tensor, task: int, known: int) -> torch.Tensor:
+        """Every head's outputs (..., heads*k) -> what `logits` gives for `task` with `known` tasks met."""
+        if self.scenario == "cl1":
+            return out[..., self.k * task : self.k * (task + 1)]
+        return out if self.scenario == "cl2" else out[..., : self.k * known]
+
+    def replay_logits(self, images: torch.Tensor, weights: torch.Tensor, known: int,
+                      train: bool = False) -> torch.Tensor:
+        """(tasks, n, *input) images, task p's in row p -> what `logits` gives each for its own
+        task (tasks, n, outputs), every task's images in one pass through the target."""
+        t, n = images.shape[:2]
+        out = self.target(images.flatten(0, 1), weights, None, task=0, train=train).reshape(t, n, -1)
         if self.scenario == "cl1":
             own = torch.arange(t, device=out.device)
             return out.view(t, n, -1, self.k)[own, :, own]  # task p's images through head p
@@ -140,14 +174,15 @@ class ReplayClassifier:
         given, unknown = [], []
         for j in range(upto + 1):
             right_given, right_unknown, n = 0, 0, 0
+            weights = self.weights_for(j)
             for x, y in self.bench.tasks[j].test_batches(self.cfg.train.eval_batch_size):
                 if self.scenario == "cl3":
-                    out = self.logits(x, self.weights, j, upto + 1)
+                    out = self.logits(x, weights, j, upto + 1)
                     own = out[:, self.k * j : self.k * (j + 1)]
                     right_given += (own.argmax(-1) == y).sum().item()
                     right_unknown += (out.argmax(-1) == self.labels(y, j)).sum().item()
                 else:
-                    pred = self.logits(x, self.weights, j, upto + 1).argmax(-1)
+                    pred = self.logits(x, weights, j, upto + 1).argmax(-1)
                     right_given += (pred == y).sum().item()
                     right_unknown += (pred == y).sum().item()
                 n += len(y)
@@ -156,6 +191,10 @@ class ReplayClassifier:
         if self.scenario == "cl1":
             return {"acc_task_given": given}
         return {"acc_task_given": given, "acc_task_inferred": unknown}
+
+    def weights_for(self, task: int) -> torch.Tensor:
+        """The weights that answer for `task` at test time."""
+        return self.weights
 
     def state_dict(self) -> dict:
         return {"weights": self.weights.detach().cpu()}

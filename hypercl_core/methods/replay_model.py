@@ -33,5 +33,5 @@ register(MethodSpec(
     "replay", ReplaySection, frozenset({"replay"}),
     subsystems=lambda cfg: {f"replay_{cfg.replay.model}": MODELS[cfg.replay.model]},
     scores=replay_scores, primary=lambda cfg: replay_scores(cfg)[0], count_params=replay_params,
-    check=check_replay_benchmark, classifies=False,
+    check=check_replay_benchmark, classifies=False, title="replay model",
 ))

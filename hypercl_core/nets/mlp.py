@@ -9,6 +9,8 @@ inference) instead of a Python loop.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 
 from hypercl_core.nets.activations import ACTIVATIONS
@@ -44,6 +46,27 @@ class TargetMLP(TargetNetwork):
         if head is not None and self.num_heads > 1:
             w_out, b_out = select_head(w_out, self.param_specs[-2], head), select_head(b_out, self.param_specs[-1], head)
         return _linear(h, w_out, b_out)
+
+    def squared_grad_sum(self, x: torch.Tensor, flat: torch.Tensor,
+                         loss: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """Closed form: a layer z = h Wᵀ + b gives example n the gradient δ_n h_nᵀ (δ_n = ∂loss_n/∂z_n),
+        so Σ_n of its square is (δ²)ᵀ(h²): one backward pass and a matmul per layer, exact."""
+        if x.dim() == 4:
+            x = x.flatten(1)
+        params = self.unflatten(flat.detach())
+        inputs, outputs = [], []
+        h = x
+        for i, (w, b) in enumerate(zip(params[0::2], params[1::2])):
+            if i:
+                h = self.act(outputs[-1])
+            inputs.append(h.detach())
+            z = _linear(h, w, b)
+            outputs.append(z if i else z.requires_grad_())
+        deltas = torch.autograd.grad(loss(outputs[-1]).sum(), outputs)
+        parts = []
+        for h, d in zip(inputs, deltas):
+            parts += [(d.square().T @ h.square()).flatten(), d.square().sum(0)]
+        return torch.cat(parts)
 
 
 def _linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Callable, Literal
 
 import torch
 
+PER_EXAMPLE_VALUES = 50_000_000  # gradient values held at once by `squared_grad_sum`'s generic path
 Role = Literal["weight", "bias", "bn_scale", "bn_shift"]
 
 
@@ -104,6 +105,25 @@ class TargetNetwork:
             else:
                 parts.append(torch.full(spec.shape, 1.0 if spec.role == "bn_scale" else 0.0).flatten())
         return torch.cat(parts)
+
+    def squared_grad_sum(self, x: torch.Tensor, flat: torch.Tensor,
+                         loss: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """Σ_n (∂ loss_n / ∂ flat)², the square of every example's own gradient summed over the
+        batch (a diagonal Fisher's numerator); `loss` maps every head's outputs (N, heads*k),
+        batch norm at task 0's statistics, to one loss per example (N,).
+
+        Per-example gradients, vectorized over the batch in chunks that bound their memory;
+        targets with a closed form (the MLP) override this.
+        """
+        from torch.func import grad, vmap
+
+        def one(w: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
+            return loss(self.forward(x1[None], w, None, task=0))[0]
+
+        per_example = vmap(grad(one), in_dims=(None, 0))
+        chunk = max(1, PER_EXAMPLE_VALUES // self.num_weights)
+        flat = flat.detach()
+        return sum(per_example(flat, x[i : i + chunk]).pow(2).sum(0) for i in range(0, len(x), chunk))
 
     def norm_state(self) -> dict:
         """Per-task running statistics, for the checkpoint ({} without batch norm)."""

@@ -54,3 +54,31 @@ class ReplaySnapshot:
         latent = self.conditions.shape[1]
         z = torch.randn(self.num_tasks, per_task, latent, generator=generator, device=self.weights.device)
         return to_pixels(decode_logits(self.decoder, self.weights, z, self.conditions), self.output)
+
+
+@dataclass
+class GeneratorSnapshot:
+    """One unconditional decoder frozen after `num_tasks` tasks (DGR's own VAE): it generates
+    every earlier task's images at once, so a replayed batch is drawn from it `num_tasks` times."""
+
+    decoder_dims: list[int]  # [latent, *hidden, pixels]
+    weights: torch.Tensor  # (decoder weights,)
+    num_tasks: int
+
+    def to(self, device: torch.device) -> "GeneratorSnapshot":
+        return GeneratorSnapshot(self.decoder_dims, self.weights.to(device), self.num_tasks)
+
+    @functools.cached_property
+    def decoder(self) -> TargetMLP:
+        in_dim, *hidden, out_dim = self.decoder_dims
+        return TargetMLP(in_dim, hidden, out_dim, 1, "relu")
+
+    @torch.no_grad()
+    def draw(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """(n, pixels) images in [0, 1]."""
+        z = torch.randn(n, self.decoder_dims[0], generator=generator, device=self.weights.device)
+        return torch.sigmoid(self.decoder(z, self.weights))
+
+    def sample(self, per_task: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """(num_tasks, per_task, pixels), the shape `ReplaySnapshot` gives: independent draws."""
+        return self.draw(self.num_tasks * per_task, generator).reshape(self.num_tasks, per_task, -1)

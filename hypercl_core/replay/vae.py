@@ -25,6 +25,15 @@ if TYPE_CHECKING:
     from hypercl_core.config import ExperimentConfig
 
 
+def per_pixel_negative_elbo(logits: torch.Tensor, x: torch.Tensor, mu: torch.Tensor,
+                            logvar: torch.Tensor) -> torch.Tensor:
+    """Bernoulli reconstruction of x from decoder logits plus the posterior's analytic KL to
+    N(0, I), per pixel over the batch."""
+    bce = F.binary_cross_entropy_with_logits(logits, x, reduction="sum")
+    kl = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
+    return (bce + kl) / x.numel()
+
+
 class HnetVAE(HnetGenerator):
     output = "sigmoid"
 
@@ -46,9 +55,7 @@ class HnetVAE(HnetGenerator):
         z = mu + torch.exp(0.5 * logvar) * noise
         weights = self.hnet((emb if emb is not None else self.embeddings.embs[t]).unsqueeze(0))
         logits = self.decoder(torch.cat([z, self.conditions[t].expand(len(x), -1)], dim=-1), weights[0])
-        bce = F.binary_cross_entropy_with_logits(logits, x, reduction="sum")
-        kl = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
-        return (bce + kl) / x.numel()
+        return per_pixel_negative_elbo(logits, x, mu, logvar)
 
     def learn_task(self, t: int, progress: Progress | None = None) -> dict[str, float]:
         cfg, task = self.cfg, self.bench.tasks[t]

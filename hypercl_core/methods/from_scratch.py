@@ -1,0 +1,66 @@
+"""Training from scratch: an independent target network per task, freshly drawn, that only
+ever sees its own task (the paper's Fig. 5 upper bound for CL1).
+
+Nothing is shared, so nothing is forgotten; the price is one network per task. Without
+a task id there is no way to pick the network, so it is CL1 only.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+import torch
+
+from hypercl_core.methods.own_weights import register_own_weights, trained_weights
+from hypercl_core.methods.replay_classifier import ReplayClassifier
+from hypercl_core.sections import Section
+
+if TYPE_CHECKING:
+    from hypercl_core.config import ExperimentConfig
+
+
+class FromScratchSection(Section):
+    name: Literal["from_scratch"] = "from_scratch"
+
+
+class FromScratch(ReplayClassifier):
+    replays = False
+
+    def __init__(self, cfg: ExperimentConfig, bench, device: torch.device):
+        super().__init__(cfg, bench, device)
+        self.trained: list[torch.Tensor] = []  # task t's network, kept after learning it
+
+    def begin_task(self, t: int) -> None:
+        """Task 0 starts from the initial draw; task t > 0 from its own draw (seed + t)."""
+        if t:
+            torch.manual_seed(self.cfg.seed + t)
+            with torch.no_grad():
+                self.weights.copy_(self.target.init_weights())
+
+    def end_task(self, t: int) -> None:
+        del self.trained[t:]
+        self.trained.append(self.weights.detach().clone())
+
+    def weights_for(self, task: int) -> torch.Tensor:
+        return self.trained[task]
+
+    def state_dict(self) -> dict:
+        return {"weights": self.weights.detach().cpu(), "trained": [w.cpu() for w in self.trained]}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.trained = [w.to(self.device) for w in state["trained"]]
+
+
+def one_per_task(cfg: ExperimentConfig):
+    return trained_weights(cfg, copies=cfg.benchmark.num_tasks)
+
+
+def check_from_scratch(cfg: ExperimentConfig) -> None:
+    if cfg.benchmark.scenario != "cl1":
+        raise ValueError("from_scratch keeps one network per task and needs the task id to pick it: "
+                         "set benchmark.scenario=cl1")
+
+
+register_own_weights("from_scratch", FromScratchSection, {"classifier": FromScratch}, "From scratch",
+                     count_params=one_per_task, check=check_from_scratch)

@@ -161,7 +161,7 @@ class SearchSpace(BaseModel):
             yield config_from_flat(dict(zip(keys, values)), base)
 
     def _smallest_ratio(self, cfg: ExperimentConfig) -> float:
-        if self.chunk_is_fixed:
+        if self._keeps_chunk(cfg):
             return compression_ratio(cfg)
         return min(compression_ratio(_with_chunk_dim(cfg, dim)) for dim in self.chunk_dims)
 
@@ -170,10 +170,15 @@ class SearchSpace(BaseModel):
         """A space that samples `hnet.chunk_dim` itself opts out of fitting."""
         return "hnet.chunk_dim" in self.params
 
+    def _keeps_chunk(self, cfg: ExperimentConfig) -> bool:
+        """Nothing to fit: the space samples the chunk size, or the method has no `hnet` section
+        (the baselines; HNET+R, whose only hypernetwork is its replay model's)."""
+        return self.chunk_is_fixed or cfg.hnet is None
+
     def materialize(self, sample_flat: dict[str, Any], base: ExperimentConfig) -> ExperimentConfig | None:
         """The trial config for a decoded sample, or None if no chunk size keeps it under the bound."""
         cfg = config_from_flat(sample_flat, base)
-        if self.chunk_is_fixed:
+        if self._keeps_chunk(cfg):
             return cfg if compression_ratio(cfg) <= self.max_compression_ratio else None
         return fit_chunk_dim(cfg, self.max_compression_ratio, self.chunk_dims)
 

@@ -33,6 +33,9 @@ METHOD_PRESETS = [
     ("HNET", "split_mnist_cl1"), ("HNET+ENT", "split_mnist_cl3"), ("HyperMask", "split_mnist_cl1_hypermask"),
     ("HNET+R", "split_mnist_cl3_hnet_r"), ("HNET+TIR", "split_mnist_cl3_hnet_tir"),
     ("VAE replay", "class_mnist_vae"), ("GAN replay", "class_mnist_gan"), ("HNET (1D regression)", "regression1d"),
+    ("Fine-tuning", "split_mnist_cl1_finetune"), ("From scratch", "split_mnist_cl1_from_scratch"),
+    ("Joint", "split_mnist_cl3_joint"), ("Online EWC", "split_mnist_cl3_ewc"), ("SI", "split_mnist_cl3_si"),
+    ("DGR+distill", "split_mnist_cl3_dgr"),
 ]
 SCENARIO = "GPU check"
 

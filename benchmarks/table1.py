@@ -1,0 +1,114 @@
+"""The paper's Table 1 with the baselines, measured: `hypercl compare` runs, `hypercl table` reads them.
+
+    python benchmarks/table1.py --name table1-split --name table1-permuted [--runs-dir /tmp/t1]
+
+For every cell of the named comparisons (already run, e.g.
+`hypercl compare --configs split_mnist_cl1_ewc ... --seeds 3 --name table1-split`) it
+writes a record per cell to benchmarks/results.json (mean, SEM, seeds, the paper's
+figure and whether ours lies within --within points of it) and rewrites
+benchmarks/TABLE1.md: the commands, the machine, the table as `hypercl table --paper`
+prints it, and the HNET rows recorded earlier in results.json beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from records import RESULTS, machine, merge, record  # noqa: E402
+from report import render  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+# (benchmark, scenario) rows of results.json that hold the HNET methods' figures recorded by earlier benchmarks
+HNET_METHODS = ("HNET", "HNET+ENT", "HNET+TIR", "HNET+R")
+
+
+def comparison(uri: str, name: str) -> tuple[list[str], int, float]:
+    """(presets, seeds, wall seconds) of a comparison, from its MLflow parent run."""
+    from orchestrator.best import open_sweep_experiment  # noqa: PLC0415
+    from orchestrator.tracking import KIND, decode_params  # noqa: PLC0415
+
+    client, experiment = open_sweep_experiment(uri, name)
+    parent = client.search_runs([experiment.experiment_id], filter_string=f"tags.`{KIND}` = 'compare'",
+                                max_results=1)[0]
+    params = decode_params(parent.data.params)
+    end = parent.info.end_time or parent.info.start_time
+    return params["study.presets"], params["study.seeds"], (end - parent.info.start_time) / 1000
+
+
+def recorded_hnet_rows(records: list[dict]) -> list[str]:
+    rows = []
+    for r in records:
+        if r["benchmark"] in ("SplitMNIST", "PermutedMNIST-10") and r["method"] in HNET_METHODS \
+                and r["metric"] == "final_acc" and r["scenario"] in ("CL1", "CL2", "CL3"):
+            rows.append(f"| {r['benchmark']} {r['scenario']} | {r['method']} | {r['value']:.2f} | "
+                        f"{','.join(map(str, r['seeds']))} | `{r['command']}` |")
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--name", action="append", required=True,
+                        help="a comparison to read: its name under --runs-dir, or its sweep folder (repeatable)")
+    parser.add_argument("--runs-dir", type=Path, default=Path("runs"))
+    parser.add_argument("--within", type=float, default=3.0, help="points from the paper's figure that count as met")
+    args = parser.parse_args()
+    from orchestrator.table import markdown, read_table  # noqa: PLC0415
+    from orchestrator.tracking import embedded_uri  # noqa: PLC0415
+
+    folders = [Path(n) if (Path(n) / "sweep.yaml").is_file() else args.runs_dir / "sweeps" / n for n in args.name]
+    sources = [(embedded_uri(folder), folder.name) for folder in folders]
+    table = read_table(sources, "final_acc", {})
+    runs = {name: comparison(uri, name) for uri, name in sources}
+    records = []
+    for (row, column), cell in table.cells.items():
+        bench, scenario = row.rsplit(" ", 1)
+        met = None if cell.reported is None else abs(cell.mean - cell.reported) <= args.within
+        command = " ; ".join(f"hypercl compare --configs {' '.join(p)} --seeds {s} --name {n}"
+                             for n, (p, s, _) in runs.items())
+        extra = {"sem": round(cell.sem, 4), "n": len(cell.values), "paper": cell.reported, "within_3_points": met}
+        if cell.note:
+            extra["config_note"] = cell.note
+        records.append(record(bench, scenario, column, "final_acc", cell.mean, sorted(cell.seeds),
+                              sum(w for _, _, w in runs.values()), command, **extra))
+    merged = merge(records)
+    (HERE / "RESULTS.md").write_text(render(merged))
+    lines = [
+        "# Table 1 with the baselines, measured",
+        "",
+        "Task-averaged test accuracy after the last task (`final_acc`, %), mean ± SEM over seeds, "
+        "n seeds; [paper x] is von Oswald et al. (2020), Table 1 (METHODS.md section 9), whose "
+        "baseline figures come from van de Ven & Tolias (2019). Regenerate with:",
+        "",
+        "```bash",
+        *[f"hypercl compare --configs {' '.join(p)} \\\n    --seeds {s} --name {n}" for n, (p, s, _) in runs.items()],
+        f"hypercl table {' '.join(f'--name {n}' for n in runs)} --paper",
+        f"python benchmarks/table1.py {' '.join(f'--name {n}' for n in runs)}   # this file and the records",
+        "```",
+        "",
+        f"Machine: {machine()}. Wall time: "
+        + ", ".join(f"{n} {w / 60:.0f} min ({len(p)} presets x {s} seeds)" for n, (p, s, w) in runs.items()) + ".",
+        "",
+        markdown(table, paper=True).rstrip(),
+        "",
+        f"Within {args.within:g} points of the paper: "
+        + ", ".join(f"{c} {r}: {'yes' if abs(cell.mean - cell.reported) <= args.within else 'NO'}"
+                    for (r, c), cell in table.cells.items() if cell.reported is not None) + ".",
+        "",
+        "## The HNET rows, as recorded earlier (benchmarks/results.json)",
+        "",
+        "| row | method | final_acc | seeds | command |",
+        "|---|---|---|---|---|",
+        *recorded_hnet_rows(merged),
+        "",
+    ]
+    (HERE / "TABLE1.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+    print(f"records merged into {RESULTS} (RESULTS.md rendered); {shlex.join(sys.argv)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -559,18 +559,13 @@ def cmd_rerun(args: argparse.Namespace) -> int:
             raise UserError(f"two configs given ({args.config_positional} and --config {args.config}); pass one, "
                             "as --config")
         args.config = args.config_positional
-    if args.resume:
-        spec, folder = _resumed(args, "rerun")
-    else:
-        if not args.config:
-            raise UserError("hypercl rerun needs a config: --config best.yaml (e.g. from hypercl best --export) or "
-                            "--config PRESET, or --resume SWEEP_DIR")
-        spec = sweep.plan_rerun(args.config, args.seeds, args.overrides, **_cluster_options(args))
-        folder = _new_folder(spec, args)
-    note(f"rerun folder: {folder}  (resume if interrupted: hypercl rerun --resume {folder})")
-    outcome = sweep.start(spec, folder, args.address)
-    if outcome.interrupted or not outcome.finished_trials:
-        return _exit_status(outcome, f"hypercl rerun --resume {folder}", folder)
+    if not args.resume and not args.config:
+        raise UserError("hypercl rerun needs a config: --config best.yaml (e.g. from hypercl best --export) or "
+                        "--config PRESET, or --resume SWEEP_DIR")
+    spec, outcome, status = _run_fixed(args, "rerun", lambda: sweep.plan_rerun(
+        args.config, args.seeds, args.overrides, **_cluster_options(args)))
+    if status is not None:
+        return status
     from orchestrator.best import best_runs  # noqa: PLC0415
 
     runs = best_runs(spec.tracking_uri, spec.name, spec.metric, spec.total_trials, spec.mode)
@@ -581,6 +576,23 @@ def cmd_rerun(args: argparse.Namespace) -> int:
               f"{spec.total_trials} seeds)")
     _print_ui_hint(spec.tracking_uri, spec.experiment_id)
     return 0
+
+
+def _run_fixed(args: argparse.Namespace, kind: str, plan: Callable):
+    """A rerun or comparison, new (`plan()`) or resumed, run to its end: (spec, outcome, exit status
+    when it did not finish, else None)."""
+    from orchestrator import sweep  # noqa: PLC0415
+
+    if args.resume:
+        spec, folder = _resumed(args, kind)
+    else:
+        spec = plan()
+        folder = _new_folder(spec, args)
+    note(f"{kind} folder: {folder}  (resume if interrupted: hypercl {kind} --resume {folder})")
+    outcome = sweep.start(spec, folder, args.address)
+    if outcome.interrupted or not outcome.finished_trials:
+        return spec, outcome, _exit_status(outcome, f"hypercl {kind} --resume {folder}", folder)
+    return spec, outcome, None
 
 
 def _add_compare(sub) -> None:
@@ -602,17 +614,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from orchestrator import sweep  # noqa: PLC0415
 
     _check_counts(args)
-    if args.resume:
-        if args.configs:
-            raise UserError(f"--resume continues {args.resume} with the configs it started with; drop --configs")
-        spec, folder = _resumed(args, "compare")
-    else:
-        spec = sweep.plan_compare(args.configs, args.seeds, args.overrides, **_cluster_options(args))
-        folder = _new_folder(spec, args)
-    note(f"comparison folder: {folder}  (resume if interrupted: hypercl compare --resume {folder})")
-    outcome = sweep.start(spec, folder, args.address)
-    if outcome.interrupted or not outcome.finished_trials:
-        return _exit_status(outcome, f"hypercl compare --resume {folder}", folder)
+    if args.resume and args.configs:
+        raise UserError(f"--resume continues {args.resume} with the configs it started with; drop --configs")
+    spec, outcome, status = _run_fixed(args, "compare", lambda: sweep.plan_compare(
+        args.configs, args.seeds, args.overrides, **_cluster_options(args)))
+    if status is not None:
+        return status
     from orchestrator.table import markdown, read_table  # noqa: PLC0415
 
     print()

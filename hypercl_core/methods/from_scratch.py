@@ -1,7 +1,8 @@
 """Training from scratch: an independent target network per task, freshly drawn, that only
 ever sees its own task (the paper's Fig. 5 upper bound for CL1).
 
-Nothing is shared, so nothing is forgotten; the price is one network per task. Without
+Nothing is shared (batch-norm statistics included), so nothing is forgotten; the price is
+one network per task. Without
 a task id there is no way to pick the network, so it is CL1 only.
 """
 
@@ -29,6 +30,11 @@ class FromScratch(ReplayClassifier):
     def __init__(self, cfg: ExperimentConfig, bench, device: torch.device):
         super().__init__(cfg, bench, device)
         self.trained: list[torch.Tensor] = []  # task t's network, kept after learning it
+
+    def logits(self, x: torch.Tensor, weights: torch.Tensor, task: int, known: int, train: bool = False) -> torch.Tensor:
+        """Task t's network with its own batch-norm statistics (targets with batch norm keep a set
+        per task), so a later network's training leaves an earlier one's as it was."""
+        return self.target(x, weights, task, task=task, train=train)
 
     def begin_task(self, t: int) -> None:
         """Task 0 starts from the initial draw; task t > 0 from its own draw (seed + t)."""

@@ -127,10 +127,15 @@ def test_a_conv_target_on_vectors_is_one_line(tmp_path):
     assert "target zenke reads images" in proc.stderr and not any(tmp_path.iterdir())
 
 
-def test_the_cifar_fine_tuning_preset_runs(tmp_path, cifar_root):
-    cfg = load_config("split_cifar_resnet32_finetune", [o for o in TINY_CONV if not o.startswith("hnet.")])
+@pytest.mark.parametrize("preset, ratio", [("split_cifar_resnet32_finetune", 1.0),
+                                           ("split_cifar_resnet32_from_scratch", 2.0)])
+def test_the_cifar_baseline_presets_run(tmp_path, cifar_root, preset, ratio):
+    cfg = load_config(preset, [o for o in TINY_CONV if not o.startswith("hnet.")])
     result = start_run(cfg, tmp_path / "ft", data_root=str(cifar_root)).run(show_progress=False)
-    assert result["finished"] and result["params"]["compression_ratio"] == 1.0
+    assert result["finished"] and result["params"]["compression_ratio"] == ratio
+    if preset.endswith("from_scratch"):  # task 0's own ResNet and batch-norm statistics, untouched by task 1
+        acc = result["matrices"]["acc_task_given"]
+        assert acc[1][0] == acc[0][0]
 
 
 def test_split_cifar100_is_cifar100_alone_and_hypermask_runs_on_it(tmp_path, cifar_root):

@@ -66,3 +66,17 @@ def test_the_penalty_spaces_sweep_their_strengths(space, preset, key):
     s.check_against(base)
     cfg = s.materialize({key: 10.0}, base)
     assert cfg.flat()[key] == 10.0 and cfg.hnet is None  # no hypernetwork: no chunk to fit
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--configs", "split_mnist_cl2_ewc", "--set", "method.name=nope"], "method.name"),
+    (["--configs", "no_such_preset"], "config 'no_such_preset' is neither a YAML file nor a preset"),
+    (["--configs", "split_mnist_cl2_ewc", "--seeds", "0"], "--seeds must be at least 1"),
+    (["--resume", "RUNS/sweeps/x", "--configs", "split_mnist_cl2_ewc"], "drop --configs"),
+])
+def test_bad_compare_requests_fail_in_one_line_and_write_nothing(tmp_path, capsys, argv, message):
+    argv = [a.replace("RUNS", str(tmp_path)) for a in argv]
+    assert main(["compare", "--runs-dir", str(tmp_path / "runs"), *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "runs").exists()

@@ -283,17 +283,23 @@ def _what_carries_over(base: dict[str, Any], child: dict[str, Any]) -> dict[str,
     does not read are left behind (HNET+R keeps its parent's target, not its hypernetwork)."""
     base = dict(base)
     for section, registry in REGISTRIES.items():
-        name = _section_name(child, section)
+        name = _named(child, section)  # a child's section without a name keeps its parent's
         if name in registry and name != _section_name(base, section) and isinstance(base.get(section), dict):
             fields = registry[name].section.model_fields
             base[section] = {k: v for k, v in base[section].items() if k in fields and k != "name"}
-    spec = METHODS.get(_section_name(child, "method") or _section_name(base, "method") or "")
+    spec = METHODS.get(_named(child, "method") or _section_name(base, "method") or "")
     return _without_unread_sections(base, spec) if spec is not None else base
 
 
 def _without_unread_sections(tree: dict[str, Any], spec: MethodSpec) -> dict[str, Any]:
     """The tree less the optional sections (target, hnet, replay) the method does not read."""
     return {k: v for k, v in tree.items() if k not in OPTIONAL_SECTIONS or k in spec.reads}
+
+
+def _named(tree: dict[str, Any], section: str) -> str | None:
+    """The name a tree gives a section itself (None: it gives none, or has no such section)."""
+    value = tree.get(section)
+    return value.get("name") if isinstance(value, dict) else None
 
 
 def _section_name(tree: dict[str, Any], section: str) -> str | None:

@@ -601,7 +601,7 @@ def _add_compare(sub) -> None:
                               help="presets or config YAML files to compare (list them: hypercl presets); required "
                                    "unless --resume"), complete_configs)
     _add_overrides(p, " of every config", "train.iters_per_task=500")
-    p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 of each config, one trial each")
+    p.add_argument("--seeds", type=int, help="seeds 0..N-1 of each config, one trial each (default: 3)")
     p.add_argument("--name", help="name (default: compare-<timestamp>)")
     _add_resume(p, "comparison")
     _add_cluster(p)
@@ -614,10 +614,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from orchestrator import sweep  # noqa: PLC0415
 
     _check_counts(args)
-    if args.resume and args.configs:
-        raise UserError(f"--resume continues {args.resume} with the configs it started with; drop --configs")
+    given = [flag for flag, value in (("--configs", args.configs), ("--seeds", args.seeds)) if value]
+    if args.resume and given:
+        raise UserError(f"--resume continues {args.resume} with the configs and seeds it started with; drop "
+                        f"{' and '.join(given)}")
     spec, outcome, status = _run_fixed(args, "compare", lambda: sweep.plan_compare(
-        args.configs, args.seeds, args.overrides, **_cluster_options(args)))
+        args.configs, 3 if args.seeds is None else args.seeds, args.overrides, **_cluster_options(args)))
     if status is not None:
         return status
     from orchestrator.table import markdown, read_table  # noqa: PLC0415
@@ -664,8 +666,12 @@ def cmd_table(args: argparse.Namespace) -> int:
     text = FORMATS[args.format](read_table(sources, args.metric, tags), args.paper)
     if args.out:
         out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text)
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(text)
+        except OSError as exc:
+            raise UserError(f"cannot write the table to {out} ({exc.strerror}); pass --out a file path "
+                            "in a folder you can write") from None
         note(f"table written to {out}")
     else:
         sys.stdout.write(text)

@@ -133,7 +133,9 @@ def _progress(folder: Path, name: str, spec: dict):
     parent = client.get_run(spec["parent_run_id"])
     trials = client.search_runs([experiment.experiment_id], filter_string=f"tags.`{KIND}` = 'trial'",
                                 max_results=50_000)
-    num_tasks = ((spec.get("base_config") or {}).get("benchmark") or {}).get("num_tasks", 0)
+    # a comparison's presets may differ in length (None: "finished all their tasks")
+    num_tasks = None if spec.get("kind") == "compare" else \
+        ((spec.get("base_config") or {}).get("benchmark") or {}).get("num_tasks", 0)
     metric = spec.get("metric") or "final_acc"
     top = best_runs(uri, name, metric, 1, spec.get("mode"))
     best = f"{metric} {top[0].data.metrics[metric]:.4f}" if top else "-"

@@ -199,6 +199,7 @@ def plan_compare(presets: list[str], seeds: int, overrides: list[str] | None = N
     if repeated:
         raise UserError(f"--configs names {', '.join(repeated)} more than once; give each preset once")
     configs = {ref: load_config(ref, overrides) for ref in presets}
+    _check_one_config_per_cell(configs)
     objectives = {ref: metric_for(cfg) for ref, cfg in configs.items()}
     metric, mode = objectives[presets[0]]
     odd = [ref for ref, objective in objectives.items() if objective != (metric, mode)]
@@ -212,6 +213,21 @@ def plan_compare(presets: list[str], seeds: int, overrides: list[str] | None = N
     return SweepSpec(kind="compare", name=name, base_config=configs[presets[0]].model_dump(), metric=metric,
                      mode=mode, variants=variants, study={"presets": list(presets), "seeds": seeds},
                      preset=",".join(presets), layout=LAYOUT, **options)
+
+
+def _check_one_config_per_cell(configs: dict[str, ExperimentConfig]) -> None:
+    """`hypercl table` keeps one config per cell; two that would share one are refused before they run."""
+    from orchestrator.table import cell_of, config_key  # noqa: PLC0415
+
+    seen: dict[tuple[str, str], str] = {}
+    for ref, cfg in configs.items():
+        cell = cell_of(cfg)
+        if cell in seen and config_key(configs[seen[cell]]) != config_key(cfg):
+            raise UserError(f"{seen[cell]} and {ref} are both {cell[1]} on {cell[0]} with different configs, and a "
+                            "table cell holds one config over seeds; compare them in two comparisons")
+        if cell in seen:
+            raise UserError(f"{seen[cell]} and {ref} are the same config; give it once")
+        seen[cell] = ref
 
 
 def start(spec: SweepSpec, folder: Path, address: str | None) -> SweepOutcome:

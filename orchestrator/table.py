@@ -69,11 +69,12 @@ def read_table(sources: list[tuple[str, str]], metric: str, tags: dict[str, str]
     table = Table(metric)
     for uri, name in sources:
         client, experiment = open_sweep_experiment(uri, name)
+        # every run: a parent stays KILLED when its sweep was interrupted, and its tags still count
         runs = client.search_runs([experiment.experiment_id], max_results=50_000,
-                                  filter_string="attributes.status = 'FINISHED'", order_by=["attributes.start_time ASC"])
+                                  order_by=["attributes.start_time ASC"])
         parents = {run.info.run_id: run for run in runs if run.data.tags.get(KIND) != "trial"}
         for run in runs:
-            if run.data.tags.get(KIND) != "trial":
+            if run.data.tags.get(KIND) != "trial" or run.info.status != "FINISHED":
                 continue
             parent = parents.get(run.data.tags.get("mlflow.parentRunId", ""))
             parent_tags = parent.data.tags if parent is not None else {}
@@ -99,10 +100,9 @@ def _add(table: Table, run, sweep: str, parent_tags: dict[str, str]) -> None:
         cfg = config_from_flat(params, saved=True)
     except UserError as exc:
         raise UserError(f"run {run.info.run_id} of {sweep}: its params are not a config here ({first_line(exc)})") from None
-    row = f"{BENCHMARKS[cfg.benchmark.name].label(cfg.benchmark.num_tasks)} {cfg.benchmark.scenario.upper()}"
+    row, column = cell_of(cfg)
     spec = METHODS[cfg.method.name]
-    column = spec.label
-    key = _config_key(cfg)
+    key = config_key(cfg)
     cell = table.cells.get((row, column))
     if cell is None:
         reported = spec.reported.get((cfg.benchmark.name, cfg.benchmark.num_tasks, cfg.benchmark.scenario))
@@ -120,11 +120,18 @@ def _add(table: Table, run, sweep: str, parent_tags: dict[str, str]) -> None:
     cell.values.append(run.data.metrics[table.metric])
 
 
+def cell_of(cfg: ExperimentConfig) -> tuple[str, str]:
+    """(row, column) of a config's runs: benchmark x scenario, and the method."""
+    row = f"{BENCHMARKS[cfg.benchmark.name].label(cfg.benchmark.num_tasks)} {cfg.benchmark.scenario.upper()}"
+    return row, METHODS[cfg.method.name].label
+
+
 def _comparable(cfg: ExperimentConfig) -> dict[str, Any]:
     return {k: v for k, v in cfg.flat().items() if k not in IGNORED}
 
 
-def _config_key(cfg: ExperimentConfig) -> str:
+def config_key(cfg: ExperimentConfig) -> str:
+    """What one cell's runs share: the whole config but the seed (and device)."""
     return json.dumps(_comparable(cfg), sort_keys=True, default=str)
 
 

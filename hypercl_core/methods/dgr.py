@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal, Optional
 
+import torch
 from pydantic import Field
 
 from hypercl_core.accounting import mlp_weights
@@ -37,6 +38,15 @@ class DgrSection(Section):
 class DgrClassifier(ReplayClassifier):
     def current_weight(self) -> float | None:
         return self.cfg.method.current_weight
+
+    def replay_logits(self, images: torch.Tensor, weights: torch.Tensor, known: int,
+                      train: bool = False) -> torch.Tensor:
+        """An unconditional generator's images belong to no task, so in CL1 every replayed image
+        goes through every earlier task's head (as van de Ven & Tolias): (tasks, all images, k)."""
+        if self.scenario != "cl1":
+            return super().replay_logits(images, weights, known, train)
+        out = self.target(images.flatten(0, 1), weights, None, task=0, train=train)
+        return out.view(len(out), -1, self.k)[:, : images.shape[0]].transpose(0, 1)
 
 
 def dgr_params(cfg: ExperimentConfig):

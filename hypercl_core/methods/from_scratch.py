@@ -15,9 +15,13 @@ import torch
 from hypercl_core.methods.own_weights import register_own_weights, trained_weights
 from hypercl_core.methods.replay_classifier import ReplayClassifier
 from hypercl_core.sections import Section
+from hypercl_core.seeding import task_generator
 
 if TYPE_CHECKING:
     from hypercl_core.config import ExperimentConfig
+
+
+INIT_STREAM = 6  # task t's fresh network
 
 
 class FromScratchSection(Section):
@@ -37,11 +41,11 @@ class FromScratch(ReplayClassifier):
         return self.target(x, weights, task, task=task, train=train)
 
     def begin_task(self, t: int) -> None:
-        """Task 0 starts from the initial draw; task t > 0 from its own draw (seed + t)."""
+        """Task 0 starts from the initial draw; task t > 0 from a draw of its own stream."""
         if t:
-            torch.manual_seed(self.cfg.seed + t)
+            draw = self.target.init_weights(task_generator(self.cfg.seed, t, torch.device("cpu"), stream=INIT_STREAM))
             with torch.no_grad():
-                self.weights.copy_(self.target.init_weights())
+                self.weights.copy_(draw)
 
     def end_task(self, t: int) -> None:
         del self.trained[t:]
@@ -51,7 +55,7 @@ class FromScratch(ReplayClassifier):
         return self.trained[task]
 
     def state_dict(self) -> dict:
-        return {"weights": self.weights.detach().cpu(), "trained": [w.cpu() for w in self.trained]}
+        return {**super().state_dict(), "trained": [w.cpu() for w in self.trained]}
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)

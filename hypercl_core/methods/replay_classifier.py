@@ -165,7 +165,7 @@ class ReplayClassifier:
             soft = F.softmax(self.replay_logits(images, teacher, t) / TEMPERATURE, dim=-1)
         student = F.log_softmax(self.replay_logits(images, self.weights, t + 1) / TEMPERATURE, dim=-1)
         soft = F.pad(soft, (0, student.shape[-1] - soft.shape[-1]))
-        return F.kl_div(student, soft, reduction="sum") / (len(images) * images.shape[1]) * TEMPERATURE**2
+        return F.kl_div(student, soft, reduction="sum") / student.shape[:2].numel() * TEMPERATURE**2
 
     @torch.no_grad()
     def evaluate(self, upto: int) -> dict[str, list[float]]:
@@ -197,11 +197,13 @@ class ReplayClassifier:
         return self.weights
 
     def state_dict(self) -> dict:
-        return {"weights": self.weights.detach().cpu()}
+        norm = self.target.norm_state()  # a conv target's running statistics
+        return {"weights": self.weights.detach().cpu(), **({"norm": norm} if norm else {})}
 
     def load_state_dict(self, state: dict) -> None:
         with torch.no_grad():
             self.weights.copy_(state["weights"].to(self.device))
+        self.target.load_norm_state(state.get("norm", {}))
 
 
 class TaskInferenceClassifier(ReplayClassifier):

@@ -92,16 +92,16 @@ class TargetNetwork:
             parts.append(block.flatten())
         return torch.cat(parts)
 
-    def init_weights(self) -> torch.Tensor:
+    def init_weights(self, generator: torch.Generator | None = None) -> torch.Tensor:
         """A flat weight vector drawn as torch's layers draw their own: U(±1/√fan_in) for a
         weight and the bias after it, batch-norm scale 1 and shift 0 (for methods that train
-        the target's weights directly)."""
+        the target's weights directly); from `generator` (a CPU one), else torch's global one."""
         parts, bound = [], 1.0
         for spec in self.param_specs:
             if spec.role == "weight":
                 bound = 1.0 / math.sqrt(math.prod(spec.shape[1:]))
             if spec.role in ("weight", "bias"):
-                parts.append(torch.empty(spec.shape).uniform_(-bound, bound).flatten())
+                parts.append(torch.empty(spec.shape).uniform_(-bound, bound, generator=generator).flatten())
             else:
                 parts.append(torch.full(spec.shape, 1.0 if spec.role == "bn_scale" else 0.0).flatten())
         return torch.cat(parts)

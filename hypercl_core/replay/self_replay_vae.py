@@ -23,13 +23,13 @@ from hypercl_core.replay.generator import mlp
 from hypercl_core.replay.snapshot import GeneratorSnapshot
 from hypercl_core.replay.vae import per_pixel_negative_elbo
 from hypercl_core.schedule import step_lr, task_steps
-from hypercl_core.seeding import task_generator
+from hypercl_core.seeding import derived_seed, task_generator
 from hypercl_core.subsystem import Progress
 
 if TYPE_CHECKING:
     from hypercl_core.config import ExperimentConfig
 
-SEED_OFFSET = 2  # its initial draw is not the classifier's
+INIT_STREAM = 7  # its initial draw: neither the classifier's nor another seed's
 
 
 def vae_layer_dims(method, pixels: int) -> tuple[list[int], list[int]]:
@@ -42,7 +42,7 @@ class SelfReplayVAE:
         self.cfg, self.bench, self.device = cfg, bench, device
         m = cfg.method
         enc, dec = vae_layer_dims(m, bench.input_dim)
-        torch.manual_seed(cfg.seed + SEED_OFFSET)
+        torch.manual_seed(derived_seed(cfg.seed, INIT_STREAM))
         self.encoder = nn.Sequential(*mlp(enc), nn.Linear(enc[-1], 2 * m.latent_dim)).to(device)
         self.decoder_dims = dec
         self.decoder = TargetMLP(dec[0], dec[1:-1], dec[-1], 1, "relu")

@@ -136,6 +136,9 @@ def test_the_cifar_baseline_presets_run(tmp_path, cifar_root, preset, ratio):
     if preset.endswith("from_scratch"):  # task 0's own ResNet and batch-norm statistics, untouched by task 1
         acc = result["matrices"]["acc_task_given"]
         assert acc[1][0] == acc[0][0]
+    run_cut_after_first_task(cfg, tmp_path / "cut", cifar_root)  # the statistics travel in the checkpoint
+    resumed = resume_run(tmp_path / "cut", data_root=str(cifar_root)).run(show_progress=False)
+    assert resumed["matrices"] == result["matrices"]
 
 
 def test_split_cifar100_is_cifar100_alone_and_hypermask_runs_on_it(tmp_path, cifar_root):

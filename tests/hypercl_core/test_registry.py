@@ -126,3 +126,13 @@ def test_a_saved_config_round_trips_through_its_yaml():
     for preset in available_presets():
         cfg = load_config(preset)
         assert build_config(yaml.safe_load(cfg.to_yaml()), saved=True) == cfg == build_config(cfg.model_dump())
+
+
+def test_a_child_preset_whose_method_section_has_no_name_keeps_its_parents_method(tmp_path):
+    child = tmp_path / "child.yaml"
+    child.write_text("extends: split_mnist_cl2_ewc\nmethod: {lam: 5.0}\n")
+    cfg = load_config(str(child))
+    assert (cfg.method.name, cfg.method.lam, cfg.method.gamma) == ("ewc", 5.0, 0.7)
+    child.write_text("extends: split_mnist_cl1_hypermask\nmethod: {beta: 0.05}\n")
+    cfg = load_config(str(child))
+    assert (cfg.method.name, cfg.method.beta, cfg.method.sparsity) == ("hypermask", 0.05, 30.0)

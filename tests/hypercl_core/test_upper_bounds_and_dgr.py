@@ -24,6 +24,23 @@ def test_from_scratch_keeps_each_task_in_its_own_network(data_root):
     assert learner.evaluate(1)["acc_task_given"][0] == first  # nothing shared, nothing forgotten
 
 
+def test_from_scratch_draws_each_network_apart_from_other_seeds(data_root):
+    seed0 = build_learner(load_config("split_mnist_cl1_from_scratch", SMALL), str(data_root))
+    seed1 = build_learner(load_config("split_mnist_cl1_from_scratch", [*SMALL, "seed=1"]), str(data_root))
+    seed0.begin_task(1)  # seed 0's second network
+    assert not torch.equal(seed0.weights, seed1.weights)  # is not seed 1's first
+
+
+def test_dgr_replays_every_image_through_every_earlier_head_in_cl1(data_root):
+    cfg = load_config("split_mnist_cl1_dgr", [*SMALL, *SMALL_VAE, "benchmark.num_tasks=4"])
+    classifier = build_subsystem("classifier", cfg, str(data_root))
+    images = torch.rand(3, 5, 784)
+    out = classifier.replay_logits(images, classifier.weights, 3)
+    assert out.shape == (3, 15, 2)
+    for head in range(3):
+        assert torch.allclose(out[head], classifier.target(images.flatten(0, 1), classifier.weights, head))
+
+
 def test_from_scratch_needs_the_task_id():
     with pytest.raises(ConfigError, match="needs the task id to pick it: set benchmark.scenario=cl1"):
         load_config("split_mnist_cl1_from_scratch", ["benchmark.scenario=cl2"])

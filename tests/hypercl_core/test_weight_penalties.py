@@ -9,6 +9,7 @@ from hypercl_core.experiment import resume_run, start_run
 from hypercl_core.methods import build_learner
 from hypercl_core.nets.mlp import TargetMLP
 from hypercl_core.nets.target import TargetNetwork
+from hypercl_core.seeding import task_generator
 from tests.conftest import run_cut_after_first_task
 
 SMALL = ["benchmark.num_tasks=2", "train.iters_per_task=25", "target.hidden=[16]", "device=cpu"]
@@ -90,6 +91,21 @@ def test_si_path_integral_follows_every_step(data_root):
     with torch.no_grad():
         learner.weights.add_(0.01)
     assert torch.allclose(learner.penalty(), 0.5 * (learner.importance * (learner.weights - learner.anchor) ** 2).sum())
+
+
+@pytest.mark.parametrize("scenario, outputs", [("cl1", slice(2, 4)), ("cl2", slice(0, 2)), ("cl3", slice(0, 4))])
+def test_the_fisher_is_the_mean_squared_gradient_at_the_predicted_label_over_the_scenarios_outputs(
+        data_root, scenario, outputs):
+    """Task 1 of SplitMNIST: its own head (CL1), the shared head (CL2), the four classes so far (CL3)."""
+    cfg = load_config(f"split_mnist_{scenario}_ewc", [*SMALL, "method.fisher_samples=40", "train.eval_batch_size=16"])
+    learner = build_learner(cfg, str(data_root))
+    learner.learn_task(0)
+    task = learner.bench.tasks[1]
+    gen = task_generator(cfg.seed, 1, learner.device, stream=4)
+    chosen = torch.randperm(task.num_train, generator=gen, device=learner.device)[:40]
+    x = task.inputs(task.x_train[chosen])
+    expected = per_example_squares(learner.target, learner.weights.detach(), x, predicted_nll(outputs)) / 40
+    assert torch.allclose(learner.fisher(1), expected, atol=1e-6) and expected.sum() > 0
 
 
 @pytest.mark.parametrize("preset", ["split_mnist_cl1_ewc", "split_mnist_cl2_si"])

@@ -72,7 +72,7 @@ def test_the_penalty_spaces_sweep_their_strengths(space, preset, key):
     (["--configs", "split_mnist_cl2_ewc", "--set", "method.name=nope"], "method.name"),
     (["--configs", "no_such_preset"], "config 'no_such_preset' is neither a YAML file nor a preset"),
     (["--configs", "split_mnist_cl2_ewc", "--seeds", "0"], "--seeds must be at least 1"),
-    (["--resume", "RUNS/sweeps/x", "--configs", "split_mnist_cl2_ewc"], "drop --configs"),
+    (["--resume", "RUNS/sweeps/x", "--configs", "split_mnist_cl2_ewc", "--seeds", "2"], "drop --configs and --seeds"),
 ])
 def test_bad_compare_requests_fail_in_one_line_and_write_nothing(tmp_path, capsys, argv, message):
     argv = [a.replace("RUNS", str(tmp_path)) for a in argv]
@@ -80,3 +80,26 @@ def test_bad_compare_requests_fail_in_one_line_and_write_nothing(tmp_path, capsy
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
     assert not (tmp_path / "runs").exists()
+
+
+def test_compare_refuses_two_configs_for_one_table_cell(tmp_path):
+    from hypercl_core.errors import UserError
+
+    own = tmp_path / "ewc.yaml"
+    own.write_text("extends: split_mnist_cl2_ewc\nmethod: {lam: 5.0}\n")
+    with pytest.raises(UserError, match="are both Online EWC on SplitMNIST CL2 with different configs"):
+        plan_compare(["split_mnist_cl2_ewc", str(own)], 1)
+    same = tmp_path / "same.yaml"
+    same.write_text("extends: split_mnist_cl2_ewc\n")
+    with pytest.raises(UserError, match="are the same config; give it once"):
+        plan_compare(["split_mnist_cl2_ewc", str(same)], 1)
+
+
+def test_each_compared_trial_asks_for_its_own_methods_actors():
+    from orchestrator.actors import Placement
+    from orchestrator.searcher import TRIAL_KEY
+    from orchestrator.sweep import _trial_resources
+
+    spec = plan_compare(["split_mnist_cl2_si", "split_mnist_cl2_dgr"], 1, name="c")
+    resources = _trial_resources(spec, Placement())
+    assert [len(resources({TRIAL_KEY: key}).bundles) for key in ("v0000", "v0001")] == [2, 3]  # trial + actors

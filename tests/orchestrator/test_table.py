@@ -33,14 +33,21 @@ def record(folder, name, runs, overrides=(), kind="compare", tags=None):
     return uri
 
 
+@pytest.fixture(scope="module")
+def runs_dir(tmp_path_factory):
+    """One store of RUNS for the tests that only read it (an MLflow SQLite store takes seconds to create)."""
+    folder = tmp_path_factory.mktemp("table")
+    record(folder, "cmp", RUNS)
+    return folder
+
+
 def sem(values):
     mean = sum(values) / len(values)
     return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1) / len(values))
 
 
-def test_cells_are_means_and_sems_over_seeds_with_the_best_of_each_row_marked(tmp_path):
-    uri = record(tmp_path, "cmp", RUNS)
-    table = read_table([(uri, "cmp")], "final_acc", {})
+def test_cells_are_means_and_sems_over_seeds_with_the_best_of_each_row_marked(runs_dir, tmp_path):
+    table = read_table([(embedded_uri(runs_dir / "sweeps" / "cmp"), "cmp")], "final_acc", {})
     assert table.rows == ["SplitMNIST CL2", "SplitMNIST CL3"] and table.columns == ["Online EWC", "SI"]
     ewc = table.cells[("SplitMNIST CL2", "Online EWC")]
     assert ewc.mean == pytest.approx(66.1666667) and ewc.sem == pytest.approx(sem([64.0, 66.0, 68.5]))
@@ -49,27 +56,25 @@ def test_cells_are_means_and_sems_over_seeds_with_the_best_of_each_row_marked(tm
     assert table.cells[("SplitMNIST CL3", "Online EWC")].sem == 0.0  # one seed
 
     out = tmp_path / "t.md"
-    assert main(["table", "--runs-dir", str(tmp_path), "--name", "cmp", "--paper", "--out", str(out)]) == 0
+    assert main(["table", "--runs-dir", str(runs_dir), "--name", "cmp", "--paper", "--out", str(out)]) == 0
     text = out.read_text()
     assert f"| SplitMNIST CL2 | 66.17 ± {sem([64.0, 66.0, 68.5]):.2f} (n=3) [paper 64.32] | **70.50 ± 0.50 (n=2) " \
            "[paper 65.36]** |" in text
     assert "| SplitMNIST CL3 | 19.50 ± 0.00 (n=1) [paper 19.96] | **20.00 ± 0.50 (n=2) [paper 19.99]** |" in text
 
 
-def test_csv_and_latex_carry_the_same_cells(tmp_path, capsys):
-    record(tmp_path, "cmp", RUNS)
-    assert main(["table", "--runs-dir", str(tmp_path), "--name", "cmp", "--format", "csv"]) == 0
+def test_csv_and_latex_carry_the_same_cells(runs_dir, capsys):
+    assert main(["table", "--runs-dir", str(runs_dir), "--name", "cmp", "--format", "csv"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "row,method,final_acc_mean,final_acc_sem,n,seeds,best,note"
     assert "SplitMNIST CL2,SI,70.5000,0.5000,2,0 1,1," in lines
-    assert main(["table", "--runs-dir", str(tmp_path), "--name", "cmp", "--format", "latex"]) == 0
+    assert main(["table", "--runs-dir", str(runs_dir), "--name", "cmp", "--format", "latex"]) == 0
     tex = capsys.readouterr().out
     assert r"SplitMNIST CL2 & $66.17 \pm 1.30$ & $\mathbf{70.50 \pm 0.50}$ \\" in tex
 
 
-def test_the_best_of_a_loss_is_the_lowest(tmp_path):
-    uri = record(tmp_path, "cmp", RUNS)
-    table = read_table([(uri, "cmp")], "final_acc", {})
+def test_the_best_of_a_loss_is_the_lowest(runs_dir):
+    table = read_table([(embedded_uri(runs_dir / "sweeps" / "cmp"), "cmp")], "final_acc", {})
     table.metric = "final_mse"
     assert table.best("SplitMNIST CL2") == "Online EWC"
 
@@ -127,10 +132,10 @@ def test_runs_without_seeds_are_refused_in_one_line(tmp_path, capsys):
     (["--name", "missing"], "no sweep named 'missing'"),
     (["--name", "cmp", "--tag", "novalue"], "--tag takes KEY=VALUE"),
     (["--name", "cmp", "--tag", "group=none"], "no finished trial with final_acc in cmp with tag group=none"),
+    (["--name", "cmp", "--out", "/proc/no/such/table.md"], "cannot write the table to /proc/no/such/table.md"),
 ])
-def test_bad_table_requests_fail_in_one_line(tmp_path, capsys, argv, message):
-    record(tmp_path, "cmp", {("split_mnist_cl2_ewc", 0): 60.0})
+def test_bad_table_requests_fail_in_one_line(runs_dir, capsys, argv, message):
     capsys.readouterr()
-    assert main(["table", "--runs-dir", str(tmp_path), *argv]) == 2
+    assert main(["table", "--runs-dir", str(runs_dir), *argv]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1

@@ -1,6 +1,7 @@
 """`hypercl table`: the paper's comparison table (its Table 1), from MLflow runs alone.
 
-Rows are benchmark x scenario, columns methods, in the order the runs first show them;
+Rows are benchmark x scenario, columns methods, in the order of the trials (a comparison's
+order of presets), each benchmark's scenarios in order;
 a cell is the mean ± SEM over seeds of the runs' objective, with n. The runs are the
 finished trials of the named sweeps, reruns or comparisons, optionally only those
 carrying a tag. One cell is one config over seeds: two configs of one method on one
@@ -21,7 +22,7 @@ from hypercl_core.metrics import metric_mode
 from hypercl_core.registry import METHODS
 from orchestrator.best import open_sweep_experiment
 from orchestrator.sweep import sem
-from orchestrator.tracking import KIND, PRESET_TAG, decode_params
+from orchestrator.tracking import KIND, PRESET_TAG, TRIAL_ID, decode_params
 
 IGNORED = ("seed", "device")  # keys that may differ between the runs of one cell
 NOTES_SHOWN = 4  # differing keys named in a note
@@ -70,8 +71,8 @@ def read_table(sources: list[tuple[str, str]], metric: str, tags: dict[str, str]
     for uri, name in sources:
         client, experiment = open_sweep_experiment(uri, name)
         # every run: a parent stays KILLED when its sweep was interrupted, and its tags still count
-        runs = client.search_runs([experiment.experiment_id], max_results=50_000,
-                                  order_by=["attributes.start_time ASC"])
+        runs = client.search_runs([experiment.experiment_id], max_results=50_000)
+        runs.sort(key=lambda run: run.data.tags.get(TRIAL_ID, ""))  # trial order: a comparison's preset order
         parents = {run.info.run_id: run for run in runs if run.data.tags.get(KIND) != "trial"}
         for run in runs:
             if run.data.tags.get(KIND) != "trial" or run.info.status != "FINISHED":
@@ -84,6 +85,9 @@ def read_table(sources: list[tuple[str, str]], metric: str, tags: dict[str, str]
                 table.left_out += 1
                 continue
             _add(table, run, name, parent_tags)
+    # rows: benchmarks as they came, each one's scenarios in order
+    benchmarks = list(dict.fromkeys(row.rsplit(" ", 1)[0] for row in table.rows))
+    table.rows.sort(key=lambda row: (benchmarks.index(row.rsplit(" ", 1)[0]), row.rsplit(" ", 1)[1]))
     if not table.cells:
         selected = f" with tag {', '.join(f'{k}={v}' for k, v in tags.items())}" if tags else ""
         raise UserError(f"no finished trial with {metric} in {', '.join(n for _, n in sources)}{selected}; "

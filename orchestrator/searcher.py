@@ -268,9 +268,10 @@ class StudySearch(DurableSearch):
 
 class VariantSearch(DurableSearch):
     def __init__(self, num_variants: int, tracking_uri: str, experiment_id: str, metric: str, mode: str,
-                 max_concurrent: int | None):
+                 max_concurrent: int | None, order: list[int] | None = None):
         super().__init__(metric, mode, max_concurrent)
         self.num_variants = num_variants
+        self.order = order if order is not None else list(range(num_variants))  # which variant goes first
         self.tracking_uri = tracking_uri
         self.experiment_id = experiment_id
         self._todo: list[int] | None = None
@@ -289,7 +290,7 @@ class VariantSearch(DurableSearch):
     def _remaining(self) -> list[int]:
         if self._todo is None:  # read once per session: what the variants' runs say when it starts
             finished = self._finished_keys()
-            self._todo = [i for i in range(self.num_variants) if variant_key(i) not in finished]
+            self._todo = [i for i in self.order if variant_key(i) not in finished]
         return [i for i in self._todo if variant_key(i) not in self._handed]
 
     def done_count(self) -> int:

@@ -82,6 +82,14 @@ class SweepSpec:
         return [build_config(v["config"], saved=True) if COMPARED in v else config_from_flat(v, base)
                 for v in self.variants]
 
+    def variant_order(self) -> list[int]:
+        """The order trials start in: a comparison runs seed 0 of every preset first, then seed 1, ...,
+        so every cell has a figure early and an interrupted comparison leaves none empty."""
+        indices = list(range(len(self.variants)))
+        if self.kind != "compare":
+            return indices
+        return sorted(indices, key=lambda i: (self.variants[i][COMPARED]["seed"], i))
+
     def configs(self) -> list[ExperimentConfig]:
         """The configs whose data, subsystems and task counts the trials need: the base config,
         or every compared one."""
@@ -516,7 +524,7 @@ def _searcher(spec: SweepSpec, folder: Path):
 
     if spec.kind != "sweep":
         return VariantSearch(len(spec.variants), spec.tracking_uri, spec.experiment_id, spec.metric, spec.mode,
-                             spec.max_concurrent)
+                             spec.max_concurrent, order=spec.variant_order())
     from search_spaces.space import SearchSpace  # noqa: PLC0415
 
     space = SearchSpace.model_validate(spec.space).tune_space()

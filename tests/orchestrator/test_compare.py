@@ -56,6 +56,7 @@ def test_compare_refuses_presets_scored_apart_or_repeated():
     assert [v["preset"] for v in spec.variants] == ["split_mnist_cl1_ewc"] * 2 + ["permuted_mnist10_cl1_si"] * 2
     assert [v["config"]["seed"] for v in spec.variants] == [0, 1, 0, 1]
     assert spec.num_tasks is None and spec.tasks_per_trial() == {"v0000": 5, "v0001": 5, "v0002": 10, "v0003": 10}
+    assert spec.variant_order() == [0, 2, 1, 3]  # seed 0 of every preset first
 
 
 @pytest.mark.parametrize("space, preset, key", [("ewc_grid", "split_mnist_cl2_ewc", "method.lam"),

@@ -38,8 +38,8 @@ from torch.func import functional_call
 
 # A term over fewer (row, unit) entries than this is summed with the entries: its own launch costs more.
 MIN_TERM_ENTRIES = 4096
-# A block of runs smaller than this is gathered entry by entry instead.
-MIN_BLOCK_ENTRIES = 256
+# A piece of fewer entries than this is gathered entry by entry instead.
+MIN_PIECE_ENTRIES = 256
 
 
 def gram_cost(rows: int, units: int, width: int) -> float:
@@ -63,9 +63,12 @@ def _index(ids: torch.Tensor) -> slice | torch.Tensor:
 class _Term:
     """Σ over the rows of some chunks (all earlier tasks) of ‖D_r on a run of units‖², in either form.
 
-    Gram form: value ⟨MᵀM, G⟩ in one GEMM; the backward forms M (G₁ + G₂) and
-    M G₃ (W' appears in two blocks of M; only W' and b' need gradients) and
-    g (MᵀM)₂ for the rows, which enter G through its δ block.
+    Gram form, blocks ordered M = [A, c, B] (A = W' − W*, c = b' − b*, B = W')
+    and g = [φ*; 1; δ]: value ⟨MᵀM, G⟩. Only X = [A, c] is formed; B = A + W*,
+    so MᵀM follows from XᵀX, XᵀW* and the snapshot's W*ᵀW*, half the GEMM of
+    forming MᵀM. The backward forms M (G_A + G_B) and M G_c the same way
+    (W' appears in two blocks of M; only W' and b' need gradients) and g (MᵀM)_B
+    for the rows, which enter G through its δ block.
     """
 
     def __init__(self, chunks: torch.Tensor, units: torch.Tensor, feats: torch.Tensor, w_star: torch.Tensor,
@@ -77,6 +80,7 @@ class _Term:
         w, b = w_star[self.units], b_star[self.units]
         if self.gram:
             self.feats_star, self.w_star, self.b_star = star, w, b
+            self.star_products = w.t() @ w
         else:
             self.targets = torch.addmm(b, star, w.t())
 
@@ -86,12 +90,18 @@ class _Term:
         if not self.gram:
             diff = torch.addmm(b, rows, w.t()).sub_(self.targets)
             return torch.dot(diff.view(-1), diff.view(-1)), (rows, diff)
-        g = torch.cat([self.feats_star, rows - self.feats_star, rows.new_ones(len(rows), 1)], dim=1)
+        h = w.shape[1]
+        g = torch.cat([self.feats_star, rows.new_ones(len(rows), 1), rows - self.feats_star], dim=1)
         gram = g.t() @ g
         gram = 0.5 * (gram + gram.t())
-        m = torch.cat([w - self.w_star, w, (b - self.b_star).unsqueeze(1)], dim=1)
-        products = m.t() @ m
-        return torch.dot(products.view(-1), gram.view(-1)), (g, gram, m, products)
+        x = w.new_empty(len(w), h + 1)
+        torch.sub(w, self.w_star, out=x[:, :h])
+        torch.sub(b, self.b_star, out=x[:, h])
+        xx, xw = x.t() @ x, x.t() @ self.w_star
+        xb = xx[:, :h] + xw
+        bb = xx[:h, :h] + xw[:h] + xw[:h].t() + self.star_products
+        products = torch.cat([torch.cat([xx, xb], dim=1), torch.cat([xb.t(), bb], dim=1)])
+        return torch.dot(products.view(-1), gram.view(-1)), (g, gram, x, products)
 
     def backward(self, saved: tuple, scale: torch.Tensor, weight: torch.Tensor, d_feats: torch.Tensor,
                  d_weight: torch.Tensor, d_bias: torch.Tensor) -> None:
@@ -104,24 +114,18 @@ class _Term:
             d_weight[self.units] += diff.t() @ rows
             d_bias[self.units] += diff.sum(0)
             return
-        g, gram, m, products = saved
-        cols = torch.cat([gram[:, :h] + gram[:, h : 2 * h], gram[:, 2 * h :]], dim=1)
-        d = (m @ cols).mul_(scale)
+        g, gram, x, products = saved
+        cols = torch.cat([gram[:, :h] + gram[:, h + 1 :], gram[:, h : h + 1]], dim=1)  # (2h+1, h+1)
+        on_b = cols[h + 1 :]
+        on_x = cols[: h + 1].clone()
+        on_x[:h] += on_b  # B = A + W*: B's rows of cols also act on A
+        d = torch.addmm(self.w_star @ on_b, x, on_x).mul_(scale)
         d_weight[self.units] += d[:, :h]
         d_bias[self.units] += d[:, h]
-        d_feats[:, self.chunks] += (g @ products[:, h : 2 * h]).mul_(scale).view(n, -1, h)
+        d_feats[:, self.chunks] += (g @ products[:, h + 1 :]).mul_(scale).view(n, -1, h)
 
     def held(self) -> list[torch.Tensor]:
-        return [self.feats_star, self.w_star, self.b_star] if self.gram else [self.targets]
-
-
-def _block_outputs(weight: torch.Tensor, bias: torch.Tensor, flat: torch.Tensor, first: int, runs: int, length: int,
-                   ids: torch.Tensor) -> torch.Tensor:
-    """(runs, length) outputs of a block; the snapshot's targets come from the same arithmetic, so the
-    difference is exactly zero there."""
-    span = slice(first, first + runs * length)
-    out = torch.bmm(weight[span].view(runs, length, -1), flat[ids].unsqueeze(2)).squeeze(2)
-    return out.add_(bias[span].view(runs, length))
+        return [self.feats_star, self.w_star, self.b_star, self.star_products] if self.gram else [self.targets]
 
 
 def _loose_outputs(weight: torch.Tensor, bias: torch.Tensor, feats: torch.Tensor, units: torch.Tensor) -> torch.Tensor:
@@ -148,86 +152,87 @@ def _column_classes(common: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(patterns).to(device), torch.from_numpy(inverse.reshape(-1)).to(device)
 
 
-def _runs(keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(rows, units) bool -> row, first unit and length of every run of consecutive kept units."""
-    edges = torch.nn.functional.pad(keep.to(torch.int8), (1, 1)).diff(dim=1)
-    rows, starts = (edges == 1).nonzero(as_tuple=True)
-    ends = (edges == -1).nonzero(as_tuple=True)[1]  # row-major like the starts, so they pair up in order
-    return rows, starts, ends - starts
+def _pieces(keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(rows, units) bool -> first unit, length and number of kept rows of every piece: a maximal run of
+    units whose columns are equal, so that its kept entries form one dense (rows x units) block."""
+    change = torch.ones(keep.shape[1], dtype=torch.bool, device=keep.device)
+    change[1:] = (keep[:, 1:] != keep[:, :-1]).any(0)
+    starts = change.nonzero().squeeze(1)
+    lengths = torch.diff(starts, append=starts.new_tensor([keep.shape[1]]))
+    return starts, lengths, keep[:, starts].sum(0)
 
 
 class _Entries:
-    """What only some earlier tasks keep in a chunk (each task's own head), summed run by run.
+    """What only some earlier tasks keep in a chunk (each task's own head), summed piece by piece.
 
-    A task's head is a run of consecutive units in a chunk, and the heads of
-    consecutive tasks lie side by side: runs of one length that tile a unit
-    range form a block, whose weights are one view of the output layer, so a
-    block costs one batched GEMV and no copy. Runs that form no block worth
-    its launch (scattered masks) are gathered entry by entry.
+    A piece is a run of units that the same rows keep (a row: an earlier task
+    in one chunk), so its entries are a dense block: one GEMM of those rows'
+    features against a view of the output layer, which is then read once per
+    piece however many rows keep it. (Run by run, a 100-head target's heads
+    read the output layer once per chunk they lie in: 13 times at task 100.)
+    All pieces write their outputs into one buffer, and their feature
+    gradients into another, so what runs per piece is its GEMMs. Pieces too
+    small to pay for their launch (scattered masks) are gathered entry by entry.
     """
 
     def __init__(self, keep: torch.Tensor, feats: torch.Tensor, w_star: torch.Tensor, b_star: torch.Tensor):
-        chunks = keep.shape[1]
+        flat_keep = keep.reshape(-1, keep.shape[-1])
         star = feats.reshape(-1, feats.shape[-1])
-        rows, starts, lengths = _runs(keep.reshape(-1, keep.shape[-1]))
-        order = sorted(range(len(rows)), key=lambda i: (int(rows[i]) % chunks, int(starts[i])))
-        self.blocks: list[tuple[int, int, int, torch.Tensor, torch.Tensor]] = []  # first unit, runs, length, rows, T
-        loose = torch.zeros_like(keep.reshape(-1, keep.shape[-1]))
-        block: list[int] = []
-
-        def close() -> None:
-            first, length = int(starts[block[0]]), int(lengths[block[0]])
-            if len(block) * length < MIN_BLOCK_ENTRIES:
-                for i in block:
-                    loose[rows[i], starts[i] : starts[i] + lengths[i]] = True
-                return
-            ids = rows[block]
-            targets = _block_outputs(w_star, b_star, star, first, len(block), length, ids)
-            self.blocks.append((first, len(block), length, ids, targets))
-
-        for i in order:
-            if block:
-                last = block[-1]
-                if (int(rows[i]) % chunks == int(rows[last]) % chunks and lengths[i] == lengths[last]
-                        and starts[i] == starts[last] + lengths[last]):
-                    block.append(i)
-                    continue
-                close()
-            block = [i]
-        if block:
-            close()
+        starts, lengths, counts = _pieces(flat_keep)
+        dense = counts * lengths >= MIN_PIECE_ENTRIES
+        piece_of_unit = torch.repeat_interleave(torch.arange(len(starts), device=keep.device), lengths)
+        loose = flat_keep & ~dense[piece_of_unit]
+        # (units, rows of the gathered features, offset in the output buffer), rows as one gather for all pieces
+        self.pieces: list[tuple[slice, slice, slice]] = []
+        gather, gathered, offset = [], 0, 0
+        for first, length in zip(starts[dense].tolist(), lengths[dense].tolist()):
+            rows = flat_keep[:, first].nonzero().squeeze(1)
+            self.pieces.append((slice(first, first + length), slice(gathered, gathered + len(rows)),
+                                slice(offset, offset + len(rows) * length)))
+            gather.append(rows)
+            gathered, offset = gathered + len(rows), offset + len(rows) * length
+        self.gather = torch.cat(gather) if gather else torch.zeros(0, dtype=torch.long, device=keep.device)
+        self.size = offset
         self.rows, self.units = loose.nonzero(as_tuple=True)
-        self.targets = _loose_outputs(w_star, b_star, star.index_select(0, self.rows), self.units)
+        self.targets = self._outputs(w_star, b_star, star.index_select(0, self.gather), star.index_select(0, self.rows))
+
+    def _outputs(self, weight: torch.Tensor, bias: torch.Tensor, gathered: torch.Tensor,
+                 loose: torch.Tensor) -> torch.Tensor:
+        """Every piece's (rows x units) outputs, then the loose entries', in one buffer; the snapshot's
+        targets come from the same arithmetic, so the difference is exactly zero there."""
+        out = weight.new_empty(self.size + len(self.rows))
+        for units, rows, at in self.pieces:
+            torch.addmm(bias[units], gathered[rows], weight[units].t(), out=out[at].view(rows.stop - rows.start, -1))
+        if len(self.rows):
+            out[self.size:] = _loose_outputs(weight, bias, loose, self.units)
+        return out
 
     def forward(self, feats: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Tensor, tuple]:
         flat = feats.reshape(-1, feats.shape[-1])
-        diffs = [_block_outputs(weight, bias, flat, first, runs, length, ids).sub_(targets)
-                 for first, runs, length, ids, targets in self.blocks]
-        loose = flat.index_select(0, self.rows)
-        if len(self.rows):
-            diffs.append(_loose_outputs(weight, bias, loose, self.units).sub_(self.targets))
-        value = sum((torch.dot(d.view(-1), d.view(-1)) for d in diffs), flat.new_zeros(()))
-        return value, (flat, loose, diffs)
+        gathered, loose = flat.index_select(0, self.gather), flat.index_select(0, self.rows)
+        diff = self._outputs(weight, bias, gathered, loose).sub_(self.targets)
+        return torch.dot(diff, diff), (gathered, loose, diff)
 
     def backward(self, saved: tuple, scale: torch.Tensor, weight: torch.Tensor, d_feats: torch.Tensor,
                  d_weight: torch.Tensor, d_bias: torch.Tensor) -> None:
-        flat, loose, diffs = saved
+        gathered, loose, diff = saved
+        diff.mul_(scale)
         d_flat = d_feats.view(-1, d_feats.shape[-1])
-        for (first, runs, length, ids, _), diff in zip(self.blocks, diffs):
-            span = slice(first, first + runs * length)
-            diff.mul_(scale)  # (runs, length)
-            # the runs of a block tile the span, so their outer products add in place, with no temporary
-            d_weight[span].view(runs, length, -1).baddbmm_(diff.unsqueeze(2), flat[ids].unsqueeze(1))
-            d_bias[span] += diff.view(-1)
-            d_flat.index_add_(0, ids, torch.bmm(diff.unsqueeze(1), weight[span].view(runs, length, -1)).squeeze(1))
+        d_gathered = torch.empty_like(gathered)
+        for units, rows, at in self.pieces:
+            block = diff[at].view(rows.stop - rows.start, -1)  # (rows, units)
+            d_weight[units].addmm_(block.t(), gathered[rows])
+            d_bias[units] += block.sum(0)
+            torch.mm(block, weight[units], out=d_gathered[rows])
+        d_flat.index_add_(0, self.gather, d_gathered)
         if len(self.rows):
-            diff = diffs[-1].mul_(scale)
-            d_weight.index_add_(0, self.units, diff.unsqueeze(1) * loose)
-            d_bias.index_add_(0, self.units, diff)
-            d_flat.index_add_(0, self.rows, diff.unsqueeze(1) * weight.index_select(0, self.units))
+            tail = diff[self.size:]
+            d_weight.index_add_(0, self.units, tail.unsqueeze(1) * loose)
+            d_bias.index_add_(0, self.units, tail)
+            d_flat.index_add_(0, self.rows, tail.unsqueeze(1) * weight.index_select(0, self.units))
 
     def held(self) -> list[torch.Tensor]:
-        return [self.rows, self.units, self.targets, *(t for b in self.blocks for t in b[3:])]
+        return [self.gather, self.rows, self.units, self.targets]
 
 
 class _OutputLayerSSE(torch.autograd.Function):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from hypercl_core.allocator import keep_freed_memory
 from hypercl_core.data.benchmarks import build_benchmark
 from hypercl_core.device import resolve_device
 from hypercl_core.methods import (  # noqa: F401 - registers them
@@ -36,6 +37,7 @@ def build_subsystem(name: str, cfg: ExperimentConfig, data_root: str | None = No
     if name not in builders:
         raise ValueError(f"method {cfg.method.name} has no subsystem {name!r}; it has {list(builders)}")
     dev = resolve_device(device or cfg.device)
+    keep_freed_memory()  # every subsystem's process, local or an actor, trains with megabyte-sized temporaries
     bench = build_benchmark(cfg.benchmark, cfg.seed, dev, data_root)
     return builders[name](cfg, bench, dev)
 

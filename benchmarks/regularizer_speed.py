@@ -60,6 +60,7 @@ def _plain_split(seed: int) -> dict:
     import torch  # noqa: PLC0415
     import torch.nn.functional as F  # noqa: PLC0415
 
+    from hypercl_core.allocator import keep_freed_memory  # noqa: PLC0415
     from hypercl_core.config import load_config  # noqa: PLC0415
     from hypercl_core.data.benchmarks import build_benchmark  # noqa: PLC0415
     from hypercl_core.device import resolve_device  # noqa: PLC0415
@@ -68,6 +69,7 @@ def _plain_split(seed: int) -> dict:
 
     cfg = load_config("split_mnist_cl1", [f"seed={seed}"])
     device = resolve_device(cfg.device)
+    keep_freed_memory()  # the allocator the protected loop trains with (build_subsystem sets it there)
     bench = build_benchmark(cfg.benchmark, cfg.seed, device, None)
     target = TargetMLP(bench.input_dim, cfg.target.hidden, bench.outputs_per_task, 1, cfg.target.activation)
     torch.manual_seed(seed)
@@ -134,6 +136,11 @@ def _child(code: Path, part: str, *args: str) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
+def _before(args) -> str:
+    """The method name of the other code's records."""
+    return f"HNET, {args.before_label} (code before)"
+
+
 def split(args) -> list[dict]:
     variants = {"hypercl": (ROOT, "hypercl"), "plain": (ROOT, "plain")}
     if args.before:
@@ -147,7 +154,7 @@ def split(args) -> list[dict]:
     median = {name: statistics.median(r["train_s"] for r in rs) for name, rs in runs.items()}
     ratios = [h["train_s"] / p["train_s"] for h, p in zip(runs["hypercl"], runs["plain"])]
     command = f"python benchmarks/regularizer_speed.py split --pairs {args.pairs} --seed {args.seed}" + (
-        " --before <checkout of 8a22986, the explicit regularizer>" if args.before else "")
+        f" --before <checkout: {args.before_label}>" if args.before else "")
     scenario = "CL1, paper settings, full run (5 x 2,000 steps), one sitting"
     wall = sum(r["train_s"] for rs in runs.values() for r in rs)
     out = [
@@ -164,18 +171,18 @@ def split(args) -> list[dict]:
     if args.before:
         before = [b["train_s"] / p["train_s"] for b, p in zip(runs["before"], runs["plain"])]
         out += [
-            record("SplitMNIST", scenario, "HNET, explicit regularizer (code before)", "train_s", median["before"],
+            record("SplitMNIST", scenario, _before(args), "train_s", median["before"],
                    [args.seed], wall, command, runs=[round(r["train_s"], 1) for r in runs["before"]]),
-            record("SplitMNIST", scenario, "HNET, explicit regularizer (code before)", "train_time_over_plain_limit",
+            record("SplitMNIST", scenario, _before(args), "train_time_over_plain_limit",
                    statistics.median(before), [args.seed], wall, command, pairs=[round(r, 3) for r in before]),
-            record("SplitMNIST", scenario, "HNET, explicit regularizer (code before)", "final_acc",
+            record("SplitMNIST", scenario, _before(args), "final_acc",
                    runs["before"][-1]["final_acc"], [args.seed], wall, command),
         ]
     return out
 
 
 def perm10(args) -> list[dict]:
-    variants = {"HNET": ROOT, **({"HNET, explicit regularizer (code before)": Path(args.before).resolve()}
+    variants = {"HNET": ROOT, **({_before(args): Path(args.before).resolve()}
                                  if args.before else {})}
     runs: dict[str, list[list[float]]] = {name: [] for name in variants}
     for pair in range(args.pairs):
@@ -183,7 +190,7 @@ def perm10(args) -> list[dict]:
             runs[name].append(_child(code, "perm10", str(args.iters)))
             print(f"pair {pair + 1} {name}: {[round(m, 1) for m in runs[name][-1]]}", flush=True)
     command = f"python benchmarks/regularizer_speed.py perm10 --pairs {args.pairs} --iters {args.iters}" + (
-        " --before <checkout of 8a22986, the explicit regularizer>" if args.before else "")
+        f" --before <checkout: {args.before_label}>" if args.before else "")
     scenario = f"CL1, full regularizer, {args.iters} iterations per task, one sitting"
     out = []
     for name, per_run in runs.items():
@@ -230,6 +237,8 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--before", help="a checkout of other code to time in the same rotation")
+    parser.add_argument("--before-label", default="explicit regularizer of 8a22986",
+                        help="what --before is, for the records: 'HNET, <label> (code before)'")
     parser.add_argument("--iters", type=int, default=None, help="steps per task (perm10: 200, perm100: 100)")
     parser.add_argument("--tasks", type=int, default=100)
     add_record_args(parser)

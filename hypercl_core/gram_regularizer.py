@@ -216,17 +216,18 @@ class _Entries:
     def backward(self, saved: tuple, scale: torch.Tensor, weight: torch.Tensor, d_feats: torch.Tensor,
                  d_weight: torch.Tensor, d_bias: torch.Tensor) -> None:
         gathered, loose, diff = saved
-        diff.mul_(scale)
         d_flat = d_feats.view(-1, d_feats.shape[-1])
+        # `scale` goes on the small factors (rows x h, units), not on the buffer of every entry
+        scaled = gathered * scale
         d_gathered = torch.empty_like(gathered)
         for units, rows, at in self.pieces:
             block = diff[at].view(rows.stop - rows.start, -1)  # (rows, units)
-            d_weight[units].addmm_(block.t(), gathered[rows])
-            d_bias[units] += block.sum(0)
+            d_weight[units].addmm_(block.t(), scaled[rows])
+            d_bias[units].add_(block.sum(0).mul_(scale))
             torch.mm(block, weight[units], out=d_gathered[rows])
-        d_flat.index_add_(0, self.gather, d_gathered)
+        d_flat.index_add_(0, self.gather, d_gathered.mul_(scale))
         if len(self.rows):
-            tail = diff[self.size:]
+            tail = diff[self.size:].mul(scale)
             d_weight.index_add_(0, self.units, tail.unsqueeze(1) * loose)
             d_bias.index_add_(0, self.units, tail)
             d_flat.index_add_(0, self.rows, tail.unsqueeze(1) * weight.index_select(0, self.units))

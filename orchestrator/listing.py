@@ -137,8 +137,11 @@ def _progress(folder: Path, name: str, spec: dict):
     num_tasks = None if spec.get("kind") == "compare" else \
         ((spec.get("base_config") or {}).get("benchmark") or {}).get("num_tasks", 0)
     metric = spec.get("metric") or "final_acc"
-    top = best_runs(uri, name, metric, 1, spec.get("mode"))
-    best = f"{metric} {top[0].data.metrics[metric]:.4f}" if top else "-"
+    if spec.get("kind") == "compare":  # the best over different methods says nothing: the table compares them
+        best = f"per method: hypercl table --name {name}"
+    else:
+        top = best_runs(uri, name, metric, 1, spec.get("mode"))
+        best = f"{metric} {top[0].data.metrics[metric]:.4f}" if top else "-"
     return _status(parent.info.status, folder), read_outcomes(trials, num_tasks), best
 
 

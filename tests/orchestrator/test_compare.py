@@ -45,6 +45,9 @@ def test_compare_runs_every_preset_over_seeds_and_tables_them(tmp_path, capsys, 
     assert main(["table", "--name", "cmp", "--runs-dir", str(tmp_path), "--format", "csv"]) == 0
     rows = capsys.readouterr().out.splitlines()
     assert len(rows) == 3 and all(",1,0," in r for r in rows[1:])
+    assert main(["sweeps", "--runs-dir", str(tmp_path)]) == 0  # no "best" over different methods: the table's way
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("cmp "))
+    assert "compare" in row and "per method: hypercl table --name cmp" in row and "final_acc" not in row
 
 
 def test_compare_refuses_presets_scored_apart_or_repeated():

@@ -146,3 +146,13 @@ def test_equal_to_the_reference_through_a_real_run(lookahead):
                 assert values[0] > 0
         gram.loss(hnet, deltas).backward()
         opt.step()
+
+
+def test_bool_masks_as_the_training_loop_passes_them_equal_float_ones():
+    hnet, embs, _, masks, _, _ = _setup("chunked, multi-head", 0.0, False)
+    regs = [GramOutputRegularizer(hnet, embs, 0.7, m) for m in (masks, masks.bool())]
+    with torch.no_grad():
+        for p in hnet.parameters():
+            p.add_(1e-3 * torch.randn(p.shape, generator=torch.Generator().manual_seed(1)))
+    values = [reg.loss(hnet).item() for reg in regs]
+    assert values[0] > 0 and values[0] == values[1]

@@ -80,18 +80,22 @@ class HyperNetwork(nn.Module):
         With `features_only`, the last hidden activations (B, num_chunks, h)
         instead: the output regularizer applies the output layer itself.
         """
-        if self.chunked:
+        layers = self.layers[:-1]
+        if self.chunked and layers:
+            # The first layer on [task emb; chunk emb] is a per-task part plus a per-chunk part, added as an
+            # outer sum: no (tasks x chunks x both dims) input is built, and its GEMM shrinks to the chunk
+            # embeddings once per call. With tens of thousands of small chunks that layer was most of the work.
+            first, split = layers[0], temb.shape[-1]
+            per_chunk = torch.addmm(first.bias, self.chunk_embs, first.weight[:, split:].t())
+            h = self.act((temb @ first.weight[:, :split].t()).unsqueeze(1) + per_chunk)
+            layers = layers[1:]
+        elif self.chunked:  # a linear hnet: its features are the inputs themselves
             batch = temb.shape[0]
-            h = torch.cat(
-                [
-                    temb.unsqueeze(1).expand(batch, self.num_chunks, -1),
-                    self.chunk_embs.unsqueeze(0).expand(batch, -1, -1),
-                ],
-                dim=-1,
-            )
+            h = torch.cat([temb.unsqueeze(1).expand(batch, self.num_chunks, -1),
+                           self.chunk_embs.unsqueeze(0).expand(batch, -1, -1)], dim=-1)
         else:
             h = temb
-        for layer in self.layers[:-1]:
+        for layer in layers:
             h = self.act(layer(h))
         if features_only:
             return h.reshape(temb.shape[0], self.num_chunks, -1)

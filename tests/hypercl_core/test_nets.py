@@ -1,8 +1,7 @@
 import math
 
-import torch
-
 import pytest
+import torch
 
 from hypercl_core.accounting import count_params
 from hypercl_core.config import load_config
@@ -52,6 +51,25 @@ def test_chunks_are_assembled_in_order_and_the_tail_is_cut():
             h = torch.relu(hnet.layers[0](torch.cat([embs[b], hnet.chunk_embs[c]])))
             pieces.append(hnet.layers[1](h))
         assert torch.allclose(out[b], torch.cat(pieces)[:1000], atol=1e-6)
+
+
+@pytest.mark.parametrize("hidden", [[7, 5], []])
+def test_chunked_forward_has_the_gradients_of_the_concatenated_input(hidden):
+    """The first layer runs as task part + chunk part; its gradients are those of the definition."""
+    torch.manual_seed(0)
+    hnet = HyperNetwork(num_outputs=1000, temb_dim=3, hidden=hidden, activation="elu", chunk_dim=300, cemb_dim=2)
+    embs, probe = torch.randn(4, 3), torch.randn(4, 1000)
+
+    def by_definition():
+        h = torch.cat([embs.unsqueeze(1).expand(-1, 4, -1), hnet.chunk_embs.unsqueeze(0).expand(4, -1, -1)], -1)
+        for layer in hnet.layers[:-1]:
+            h = hnet.act(layer(h))
+        return hnet.layers[-1](h).reshape(4, -1)[:, :1000]
+
+    grads = [torch.autograd.grad((f() * probe).sum(), list(hnet.parameters())) for f in (lambda: hnet(embs),
+                                                                                         by_definition)]
+    for ours, reference in zip(*grads):
+        assert torch.allclose(ours, reference, atol=1e-5, rtol=1e-5)
 
 
 def test_init_is_xavier_with_zero_biases_and_normal_chunk_embeddings():

@@ -3,6 +3,7 @@
     python benchmarks/regularizer_speed.py split   [--pairs 2] [--before DIR]
     python benchmarks/regularizer_speed.py perm10  [--pairs 2] [--iters 200] [--before DIR]
     python benchmarks/regularizer_speed.py perm100 [--iters 100] [--tasks 100]
+    python benchmarks/regularizer_speed.py arch    [--pairs 2] [--iters 40] [--before DIR]
 
 `split`: SplitMNIST CL1 at the paper's settings, full run (5 x 2,000 steps),
 train time against the same 10,000 steps of the plain target MLP alone (a
@@ -20,6 +21,10 @@ ours and (with `--before`) the other code's, alternated.
 task, the memory the regularizer holds at the last task (Gram form, and what
 the explicit form would hold), and the final accuracy after the last task.
 Evaluation runs once, at the end (it is not what is measured).
+
+`arch`: SplitMNIST CL1 with three of the robustness study's hypernetworks
+(chunks of 10, 100 and 1,000: 47,681 to 477 chunks), ms/step at tasks 1-3 on
+one torch thread as a study's trial runs, ours and the other code's, alternated.
 
 Each measurement runs in a subprocess of its own, so runs do not share warm
 caches or allocator state. Figures merge into --results.
@@ -93,13 +98,26 @@ def _plain_split(seed: int) -> dict:
     return {"train_s": sum(train), "per_task_s": train, "final_acc": 100.0 * correct / total}
 
 
-def _perm_steps(iters: int, tasks: int) -> list[float]:
+def _step_ms(preset: str, iters: int, tasks: int, *sets: str) -> list[float]:
+    """ms per training step at every task (evaluation skipped)."""
     from hypercl_core.config import load_config  # noqa: PLC0415
     from hypercl_core.methods import build_learner  # noqa: PLC0415
 
-    cfg = load_config("permuted_mnist10_cl1", [f"benchmark.num_tasks={tasks}", f"train.iters_per_task={iters}"])
+    cfg = load_config(preset, [f"benchmark.num_tasks={tasks}", f"train.iters_per_task={iters}", *sets])
     learner = build_learner(cfg)
     return [1000.0 * learner.learn_task(t)["train_s"] / iters for t in range(tasks)]
+
+
+# The robustness study's extremes and middle on SplitMNIST: (chunk size, hnet hidden, chunk embedding).
+ARCHS = [(10, "[20,20]", 8), (100, "[50]", 24), (1000, "[100,100]", 96)]
+
+
+def _arch_steps(iters: int, chunk: int, hidden: str, cemb: int) -> list[float]:
+    import torch  # noqa: PLC0415
+
+    torch.set_num_threads(1)  # as a study's trial actor runs
+    return _step_ms("split_mnist_cl1", iters, 3, f"hnet.chunk_dim={chunk}", f"hnet.hidden={hidden}",
+                    f"hnet.cemb_dim={cemb}")
 
 
 def _perm100(iters: int, tasks: int) -> dict:
@@ -206,6 +224,27 @@ def perm10(args) -> list[dict]:
     return out
 
 
+def arch(args) -> list[dict]:
+    variants = {"HNET": ROOT, **({_before(args): Path(args.before).resolve()} if args.before else {})}
+    command = f"python benchmarks/regularizer_speed.py arch --pairs {args.pairs} --iters {args.iters}" + (
+        f" --before <checkout: {args.before_label}>" if args.before else "")
+    out = []
+    for chunk, hidden, cemb in ARCHS:
+        runs: dict[str, list[list[float]]] = {name: [] for name in variants}
+        for pair in range(args.pairs):
+            for name, code in variants.items():
+                runs[name].append(_child(code, "arch", str(args.iters), str(chunk), hidden, str(cemb)))
+                print(f"chunk {chunk} pair {pair + 1} {name}: {[round(m, 1) for m in runs[name][-1]]}", flush=True)
+        scenario = (f"CL1, hnet {hidden.strip('[]')} chunks of {chunk} cemb {cemb}, tasks 1-3 at {args.iters} "
+                    "iterations, one torch thread, one sitting")
+        for name, per_run in runs.items():
+            per_task = [statistics.median(r[t] for r in per_run) for t in range(3)]
+            wall = sum(sum(r) for r in per_run) * args.iters / 1000
+            out.append(record("SplitMNIST", scenario, name, "ms_per_step_third_task", per_task[-1], [0], wall, command,
+                              per_task=[round(m, 1) for m in per_task]))
+    return out
+
+
 def perm100(args) -> list[dict]:
     result = _child(ROOT, "perm100", str(args.iters), str(args.tasks))
     ms = result["ms_per_step"]
@@ -228,24 +267,25 @@ def main() -> None:
     if len(sys.argv) > 2 and sys.argv[1] == "--child":
         part, rest = sys.argv[2], sys.argv[3:]
         result = {"hypercl": lambda: _hypercl_split(int(rest[0])), "plain": lambda: _plain_split(int(rest[0])),
-                  "perm10": lambda: _perm_steps(int(rest[0]), 10),
+                  "perm10": lambda: _step_ms("permuted_mnist10_cl1", int(rest[0]), 10),
+                  "arch": lambda: _arch_steps(int(rest[0]), int(rest[1]), rest[2], int(rest[3])),
                   "perm100": lambda: _perm100(int(rest[0]), int(rest[1]))}[part]()
         print(json.dumps(result))
         return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("part", choices=["split", "perm10", "perm100"])
+    parser.add_argument("part", choices=["split", "perm10", "perm100", "arch"])
     parser.add_argument("--pairs", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--before", help="a checkout of other code to time in the same rotation")
     parser.add_argument("--before-label", default="explicit regularizer of 8a22986",
                         help="what --before is, for the records: 'HNET, <label> (code before)'")
-    parser.add_argument("--iters", type=int, default=None, help="steps per task (perm10: 200, perm100: 100)")
+    parser.add_argument("--iters", type=int, default=None, help="steps per task (perm10: 200, perm100: 100, arch: 40)")
     parser.add_argument("--tasks", type=int, default=100)
     add_record_args(parser)
     args = parser.parse_args()
     if args.iters is None:
-        args.iters = 200 if args.part == "perm10" else 100
-    records = {"split": split, "perm10": perm10, "perm100": perm100}[args.part](args)
+        args.iters = {"perm10": 200, "arch": 40}.get(args.part, 100)
+    records = {"split": split, "perm10": perm10, "perm100": perm100, "arch": arch}[args.part](args)
     args.results_md.write_text(render(merge(records, args.results)))
     for r in records:
         print(f"{r['benchmark']} | {r['method']} | {r['metric']}: {r['value']}", flush=True)

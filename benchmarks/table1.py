@@ -68,7 +68,10 @@ def comparison(uri: str, name: str) -> tuple[list[str], int, float]:
     parent = client.search_runs([experiment.experiment_id], filter_string=f"tags.`{KIND}` = 'compare'",
                                 max_results=1)[0]
     params = decode_params(parent.data.params)
-    end = parent.info.end_time or parent.info.start_time
+    # an interrupted comparison's parent has no end: its last finished trial's end stands in
+    trials = client.search_runs([experiment.experiment_id], filter_string=f"tags.`{KIND}` = 'trial'",
+                                max_results=50_000)
+    end = parent.info.end_time or max((t.info.end_time or 0 for t in trials), default=0) or parent.info.start_time
     return params["study.presets"], params["study.seeds"], (end - parent.info.start_time) / 1000
 
 

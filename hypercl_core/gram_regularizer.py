@@ -36,6 +36,8 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from hypercl_core.regularizer import at_looked
+
 # A term over fewer (row, unit) entries than this is summed with the entries: its own launch costs more.
 MIN_TERM_ENTRIES = 4096
 # A piece of fewer entries than this is gathered entry by entry instead.
@@ -74,6 +76,8 @@ class _Term:
     def __init__(self, chunks: torch.Tensor, units: torch.Tensor, feats: torch.Tensor, w_star: torch.Tensor,
                  b_star: torch.Tensor):
         self.chunks, self.units = _index(chunks), _index(units)
+        if not isinstance(self.units, slice):
+            raise ValueError("a term's units must be one run of consecutive units")
         star = feats[:, self.chunks].reshape(-1, feats.shape[-1])
         self.gram = gram_cost(len(star), units.numel(), feats.shape[-1]) < explicit_cost(
             len(star), units.numel(), feats.shape[-1])
@@ -105,23 +109,27 @@ class _Term:
 
     def backward(self, saved: tuple, scale: torch.Tensor, weight: torch.Tensor, d_feats: torch.Tensor,
                  d_weight: torch.Tensor, d_bias: torch.Tensor) -> None:
-        """Add this term's gradient, times `scale` (2 × the incoming gradient), into the buffers."""
+        """Write this term's gradient, times `scale` (2 × the incoming gradient), into its units of the
+        output-layer buffers (no other term has them: written, not added, so they need no zeroing) and
+        add its features' part. `scale` goes on the small factors, not on a buffer of every unit."""
         h, n = weight.shape[1], d_feats.shape[0]
+        d_w, d_b = d_weight[self.units], d_bias[self.units]  # views: the units are one run
         if not self.gram:
             rows, diff = saved
-            diff.mul_(scale)
-            d_feats[:, self.chunks] += (diff @ weight[self.units]).view(n, -1, h)
-            d_weight[self.units] += diff.t() @ rows
-            d_bias[self.units] += diff.sum(0)
+            torch.mm(diff.t(), rows * scale, out=d_w)
+            torch.sum(diff, 0, out=d_b)
+            d_b.mul_(scale)
+            d_feats[:, self.chunks] += (diff @ weight[self.units]).mul_(scale).view(n, -1, h)
             return
         g, gram, x, products = saved
-        cols = torch.cat([gram[:, :h] + gram[:, h + 1 :], gram[:, h : h + 1]], dim=1)  # (2h+1, h+1)
+        cols = torch.cat([gram[:, :h] + gram[:, h + 1 :], gram[:, h : h + 1]], dim=1).mul_(scale)  # (2h+1, h+1)
         on_b = cols[h + 1 :]
         on_x = cols[: h + 1].clone()
         on_x[:h] += on_b  # B = A + W*: B's rows of cols also act on A
-        d = torch.addmm(self.w_star @ on_b, x, on_x).mul_(scale)
-        d_weight[self.units] += d[:, :h]
-        d_bias[self.units] += d[:, h]
+        torch.mm(self.w_star, on_b[:, :h], out=d_w)
+        d_w.addmm_(x, on_x[:, :h])
+        torch.mv(self.w_star, on_b[:, h], out=d_b)
+        d_b.addmv_(x, on_x[:, h])
         d_feats[:, self.chunks] += (g @ products[:, h + 1 :]).mul_(scale).view(n, -1, h)
 
     def held(self) -> list[torch.Tensor]:
@@ -242,32 +250,33 @@ class _Entries:
 
 
 class _OutputLayerSSE(torch.autograd.Function):
-    """Σ over all terms, with the looked-ahead output layer W + ΔW formed here: its gradient is W's."""
+    """Σ over all terms at the looked-ahead output layer W' (given, or W itself): its gradient is W's."""
 
     @staticmethod
-    def forward(ctx, feats, weight, bias, weight_delta, bias_delta, terms):
-        if weight_delta is not None:
-            weight = weight + weight_delta
-        if bias_delta is not None:
-            bias = bias + bias_delta
+    def forward(ctx, feats, weight, bias, looked_weight, looked_bias, terms, uncovered):
+        weight = weight if looked_weight is None else looked_weight
+        bias = bias if looked_bias is None else looked_bias
         total, saved = feats.new_zeros(()), []
         for term in terms:
             value, kept = term.forward(feats, weight, bias)
             total += value
             saved.append(kept)
-        ctx.terms, ctx.saved, ctx.weight, ctx.feats_shape = terms, saved, weight, feats.shape
+        ctx.terms, ctx.saved, ctx.weight, ctx.feats_shape, ctx.uncovered = terms, saved, weight, feats.shape, uncovered
         return total
 
     @staticmethod
     def backward(ctx, grad):
         weight = ctx.weight
         d_feats = weight.new_zeros(ctx.feats_shape)
-        d_weight, d_bias = torch.zeros_like(weight), weight.new_zeros(weight.shape[0])
+        # each term writes its own units, the entries (last) add onto theirs: only units in no term start at 0
+        d_weight, d_bias = torch.empty_like(weight), weight.new_empty(weight.shape[0])
+        d_weight[ctx.uncovered] = 0
+        d_bias[ctx.uncovered] = 0
         scale = 2 * grad
         for term, kept in zip(ctx.terms, ctx.saved):
             term.backward(kept, scale, weight, d_feats, d_weight, d_bias)
         ctx.saved = None
-        return d_feats, d_weight, d_bias, None, None, None
+        return d_feats, d_weight, d_bias, None, None, None, None
 
 
 class GramOutputRegularizer:
@@ -309,20 +318,27 @@ class GramOutputRegularizer:
                     own[:, chunk_ids.unsqueeze(1), unit_ids] = True
         if bool(own.any()):
             self.terms.append(_Entries(own, feats, w_star, b_star))
+        covered = torch.zeros(width, dtype=torch.bool, device=prev_embs.device)
+        for term in self.terms:
+            if isinstance(term, _Term):
+                covered[term.units] = True
+        self.uncovered = (~covered).nonzero().squeeze(1)  # units no term writes the gradient of
 
     @property
     def num_prev(self) -> int:
         return len(self.prev_embs)
 
-    def loss(self, hnet: nn.Module, deltas: dict[nn.Parameter, torch.Tensor] | None = None,
+    def loss(self, hnet: nn.Module, looked: dict[nn.Parameter, torch.Tensor] | None = None,
              generator: torch.Generator | None = None) -> torch.Tensor:
-        """`generator` is accepted for the reference's signature: every task is regularized, nothing is drawn."""
-        deltas = deltas or {}
+        """`looked`: the looked-ahead values of some parameters (`adam_lookahead`); None: the current ones.
+        `generator` is accepted for the reference's signature: every task is regularized, nothing is drawn."""
+        looked = looked or {}
         params = dict(hnet.named_parameters())
         weight, bias = params.pop(self.weight_name), params.pop(self.bias_name)  # the features do not use them
-        looked = {name: p + deltas[p] if p in deltas else p for name, p in params.items()}
-        feats = functional_call(hnet, looked, (self.prev_embs,), {"features_only": True})
-        sse = _OutputLayerSSE.apply(feats, weight, bias, deltas.get(weight), deltas.get(bias), self.terms)
+        feature_params = {name: at_looked(p, looked) for name, p in params.items()}
+        feats = functional_call(hnet, feature_params, (self.prev_embs,), {"features_only": True})
+        sse = _OutputLayerSSE.apply(feats, weight, bias, looked.get(weight), looked.get(bias), self.terms,
+                                    self.uncovered)
         return self.beta * sse / self.num_prev
 
     def held_bytes(self) -> int:

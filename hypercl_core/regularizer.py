@@ -3,7 +3,7 @@
 Before task T the hypernetwork's outputs for every earlier embedding are
 snapshotted. Each step then penalises how far the outputs for those
 embeddings would drift if the optimizer took its next step: the lookahead
-replays Adam's update arithmetic on copies, leaving the optimizer state alone.
+runs Adam's own update on copies, leaving the optimizer state alone.
 
 All previous tasks (or a random subset of K) and all their chunks go through
 the hnet as one batch. The squared error over the outputs is the hot path:
@@ -18,39 +18,56 @@ import math
 
 import torch
 from torch import nn
+from torch.optim.adam import adam as adam_update
 from torch.func import functional_call
 
 
-def adam_lookahead(optimizer: torch.optim.Adam, steps_taken: int | None = None) -> dict[nn.Parameter, torch.Tensor]:
-    """The detached parameter change `optimizer.step()` would make now.
+def adam_lookahead(optimizer: torch.optim.Adam) -> dict[nn.Parameter, torch.Tensor]:
+    """The detached values `optimizer.step()` would give the parameters now.
 
-    Mirrors torch.optim.Adam (no weight decay, no amsgrad) without writing to
-    `optimizer.state`, so the real step afterwards is unaffected. The caller
-    that counts its steps passes `steps_taken`: a fused Adam keeps its step
-    count on the device, and reading it back would wait for the GPU every step.
+    Adam's own update (the same kernel, fused or not, as the optimizer's flags
+    say) runs on copies of the parameters, moments and step counts, so the
+    real step afterwards is unaffected. Written out in eager ops the lookahead
+    took eight passes over the hypernetwork's output layer per step, and its
+    change then one more to be added back; the fused kernel takes one.
     """
-    deltas: dict[nn.Parameter, torch.Tensor] = {}
-    with torch.no_grad():
-        for group in optimizer.param_groups:
-            if group.get("weight_decay", 0) or group.get("amsgrad", False) or group.get("maximize", False):
-                raise ValueError("adam_lookahead supports plain Adam only (no weight decay, amsgrad or maximize)")
-            beta1, beta2 = group["betas"]
-            lr, eps = group["lr"], group["eps"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
+    looked: dict[nn.Parameter, torch.Tensor] = {}
+    for group in optimizer.param_groups:
+        plain = not any(group.get(k, False) for k in ("weight_decay", "amsgrad", "maximize", "differentiable",
+                                                      "decoupled_weight_decay"))
+        if not plain:
+            raise ValueError("adam_lookahead supports plain Adam only (no weight decay, amsgrad or maximize)")
+        params = [p for p in group["params"] if p.grad is not None]
+        if not params:
+            continue
+        copies, moments, squares, steps = [], [], [], []
+        with torch.no_grad():
+            for p in params:
                 state = optimizer.state.get(p)
+                copies.append(p.detach().clone())
                 if state:
-                    step = (float(state["step"]) if steps_taken is None else steps_taken) + 1
-                    m = state["exp_avg"].lerp(p.grad, 1 - beta1)
-                    v = state["exp_avg_sq"].mul(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)
-                else:
-                    step = 1.0
-                    m = p.grad.mul(1 - beta1)
-                    v = p.grad.square().mul_(1 - beta2)
-                denom = v.sqrt_().div_(math.sqrt(1 - beta2**step)).add_(eps)
-                deltas[p] = m.div_(denom).mul_(-lr / (1 - beta1**step))
-    return deltas
+                    moments.append(state["exp_avg"].clone())
+                    squares.append(state["exp_avg_sq"].clone())
+                    steps.append(state["step"].clone())
+                else:  # before Adam's first step: what it would initialize
+                    moments.append(torch.zeros_like(p))
+                    squares.append(torch.zeros_like(p))
+                    on_device = group["fused"] or group["capturable"]
+                    steps.append(torch.zeros((), device=p.device if on_device else "cpu"))
+            beta1, beta2 = group["betas"]
+            adam_update(copies, [p.grad for p in params], moments, squares, [], steps,
+                        foreach=group["foreach"], capturable=group["capturable"], fused=group["fused"],
+                        amsgrad=False, beta1=beta1, beta2=beta2, lr=group["lr"], weight_decay=0.0,
+                        eps=group["eps"], maximize=False)
+        looked.update(zip(params, copies))
+    return looked
+
+
+def at_looked(p: nn.Parameter, looked: dict[nn.Parameter, torch.Tensor] | None) -> torch.Tensor:
+    """`looked[p]`'s value with `p`'s gradient (the lookahead is not differentiated), else `p` itself."""
+    if not looked or p not in looked:
+        return p
+    return looked[p] + (p - p.detach())
 
 
 class _MaskedSSE(torch.autograd.Function):
@@ -126,16 +143,17 @@ class OutputRegularizer:
     def loss(
         self,
         hnet: nn.Module,
-        deltas: dict[nn.Parameter, torch.Tensor] | None = None,
+        looked: dict[nn.Parameter, torch.Tensor] | None = None,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
+        """`looked`: the looked-ahead values of some parameters (`adam_lookahead`); None: the current ones."""
         ids = self._pick(generator)
         embs, targets, mask_rows, flat_partial = self.prev_embs, self.targets, self.mask_rows, self.all_partial_rows
         if ids is not None:
             embs, targets, partial = embs[ids], targets[ids], self.partial[ids]
             mask_rows = self.mask_rows[self.partial_index[ids][partial]]
             flat_partial = partial.reshape(-1).nonzero().squeeze(1) if flat_partial is not None else None
-        params = {name: p + deltas[p] if deltas and p in deltas else p for name, p in hnet.named_parameters()}
+        params = {name: at_looked(p, looked) for name, p in hnet.named_parameters()}
         feats = functional_call(hnet, params, (embs,), {"features_only": True})
         rows = feats.shape[0] * feats.shape[1]
         sse = _MaskedSSE.apply(

@@ -99,8 +99,10 @@ class HyperNetwork(nn.Module):
             h = self.act(layer(h))
         if features_only:
             return h.reshape(temb.shape[0], self.num_chunks, -1)
-        out = self.layers[-1](h)
-        return out.reshape(temb.shape[0], -1)[:, : self.num_outputs]
+        last = self.layers[-1]
+        if self.num_chunks * self.chunk_dim > self.num_outputs:
+            return _PaddedOutputLayer.apply(h, last.weight, last.bias, self.num_outputs)
+        return last(h).reshape(temb.shape[0], -1)
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -109,6 +111,45 @@ class HyperNetwork(nn.Module):
     def output_layer_names(self) -> tuple[str, str]:
         last = len(self.layers) - 1
         return f"layers.{last}.weight", f"layers.{last}.bias"
+
+
+class _PaddedOutputLayer(torch.autograd.Function):
+    """The chunked output layer, (B, chunks, h) -> (B, num_outputs): the last chunk's padded tail dropped.
+
+    Autograd's slice backward would fill a zero buffer as large as every chunk
+    and copy the gradient into it on every step: two passes over the hnet's
+    whole output. With one weight set (a training step) the gradient is used
+    in place instead, as the full chunks plus the last chunk's used part.
+    """
+
+    @staticmethod
+    def forward(ctx, h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, n: int) -> torch.Tensor:
+        ctx.save_for_backward(h, weight)
+        ctx.n = n
+        out = torch.addmm(bias, h.reshape(-1, h.shape[-1]), weight.t())
+        return out.view(h.shape[0], -1)[:, :n]
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        h, weight = ctx.saved_tensors
+        batch, chunks, width = h.shape[0], h.shape[1], weight.shape[0]
+        if batch > 1 or not grad.is_contiguous():
+            padded = grad.new_empty(batch, chunks * width)
+            padded[:, : ctx.n] = grad
+            padded[:, ctx.n :] = 0
+            g, rows = padded.view(-1, width), h.reshape(-1, h.shape[-1])
+            return (g @ weight).view(h.shape), g.t() @ rows, g.sum(0), None
+        full, used = divmod(ctx.n, width)  # chunks wholly used, and the units used of the last (> 0: it is padded)
+        flat, rows = grad.view(-1), h[0]
+        g = flat[: full * width].view(full, width)
+        d_h = h.new_zeros(h.shape)
+        torch.mm(g, weight, out=d_h[0, :full])
+        d_weight, d_bias = g.t() @ rows[:full], g.sum(0)
+        tail = flat[full * width :]
+        d_h[0, full] = tail @ weight[:used]
+        d_weight[:used].addr_(tail, rows[full])
+        d_bias[:used] += tail
+        return d_h, d_weight, d_bias, None
 
 
 class TaskEmbeddings(nn.Module):

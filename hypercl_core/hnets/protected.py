@@ -77,8 +77,8 @@ def learn_protected_task(hnet: HyperNetwork, embeddings: TaskEmbeddings, t: int,
         emb_opt.zero_grad(set_to_none=True)
         step_loss(emb, gen).backward()
         if reg is not None:
-            deltas = adam_lookahead(theta_opt, step) if protection.lookahead else None
-            reg.loss(hnet, deltas, gen).backward()
+            looked = adam_lookahead(theta_opt) if protection.lookahead else None
+            reg.loss(hnet, looked, gen).backward()
         theta_opt.step()
         emb_opt.step()
         if progress is not None and (step + 1) % PROGRESS_EVERY == 0:

@@ -67,7 +67,7 @@ class HnetLearner:
         return self.hnet(embs)
 
     def step_loss(self, t: int, emb: torch.Tensor, x: torch.Tensor, y: torch.Tensor, head: int) -> torch.Tensor:
-        return self._task_loss(self.target(x, self.task_weights(emb.unsqueeze(0))[0], head, task=t, train=True), y)
+        return self._task_loss(self.target(x, self.task_weights(emb.unsqueeze(0)).squeeze(0), head, task=t, train=True), y)
 
     def trained_parameters(self) -> list[torch.nn.Parameter]:
         """What the task-loss optimizer updates besides the current embedding."""

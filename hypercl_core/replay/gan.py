@@ -60,7 +60,7 @@ class HnetGAN(HnetGenerator):
             real = task.inputs(task.x_train[idx]) * 2 - 1
             z = torch.randn(len(real), cfg.replay.latent_dim, generator=gen, device=self.device)
             cond = self.conditions[t].expand(len(real), -1)
-            fake = torch.tanh(self.decoder(torch.cat([z, cond], dim=-1), self.hnet(emb.unsqueeze(0))[0]))
+            fake = torch.tanh(self.decoder(torch.cat([z, cond], dim=-1), self.hnet(emb.unsqueeze(0)).squeeze(0)))
             d_opt.zero_grad(set_to_none=True)
             d_loss = 0.5 * ((self.critic(real, cond) - 1).pow(2).mean() + (self.critic(fake.detach(), cond) + 1).pow(2).mean())
             d_loss.backward()

@@ -54,20 +54,23 @@ def test_chunks_are_assembled_in_order_and_the_tail_is_cut():
 
 
 @pytest.mark.parametrize("hidden", [[7, 5], []])
-def test_chunked_forward_has_the_gradients_of_the_concatenated_input(hidden):
-    """The first layer runs as task part + chunk part; its gradients are those of the definition."""
+@pytest.mark.parametrize("batch", [1, 4])
+def test_chunked_forward_has_the_gradients_of_the_concatenated_input(hidden, batch):
+    """The first layer runs as task part + chunk part and the output layer drops the padded tail
+    itself (one embedding, a training step, takes another path than several); the gradients are
+    those of the definition, for the embeddings too."""
     torch.manual_seed(0)
     hnet = HyperNetwork(num_outputs=1000, temb_dim=3, hidden=hidden, activation="elu", chunk_dim=300, cemb_dim=2)
-    embs, probe = torch.randn(4, 3), torch.randn(4, 1000)
+    embs, probe = torch.randn(batch, 3, requires_grad=True), torch.randn(batch, 1000)
 
     def by_definition():
-        h = torch.cat([embs.unsqueeze(1).expand(-1, 4, -1), hnet.chunk_embs.unsqueeze(0).expand(4, -1, -1)], -1)
+        h = torch.cat([embs.unsqueeze(1).expand(-1, 4, -1), hnet.chunk_embs.unsqueeze(0).expand(batch, -1, -1)], -1)
         for layer in hnet.layers[:-1]:
             h = hnet.act(layer(h))
-        return hnet.layers[-1](h).reshape(4, -1)[:, :1000]
+        return hnet.layers[-1](h).reshape(batch, -1)[:, :1000]
 
-    grads = [torch.autograd.grad((f() * probe).sum(), list(hnet.parameters())) for f in (lambda: hnet(embs),
-                                                                                         by_definition)]
+    inputs = [embs, *hnet.parameters()]
+    grads = [torch.autograd.grad((f() * probe).sum(), inputs) for f in (lambda: hnet(embs), by_definition)]
     for ours, reference in zip(*grads):
         assert torch.allclose(ours, reference, atol=1e-5, rtol=1e-5)
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import math
 from functools import partial
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Iterator
 
 if TYPE_CHECKING:
+    import torch
+
     from hypercl_core.config import TrainConfig
 
 # Keras CIFAR-10 ResNet example over its 200 epochs: x0.1 after epoch 80, x0.01 after 120,
@@ -37,6 +39,22 @@ def step_lr(train: TrainConfig, steps: int) -> Callable[[int], float] | None:
     if train.lr_schedule == "constant":
         return None
     return partial(lr_factor, train, steps=steps)
+
+
+def set_lr(optimizers: list[torch.optim.Optimizer], lr: float) -> None:
+    for optimizer in optimizers:
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+
+
+def scheduled_steps(train: TrainConfig, steps: int, optimizers: list[torch.optim.Optimizer]) -> Iterator[int]:
+    """The step indices of a task of `steps` steps, each after setting its learning rate on the
+    optimizers (a constant rate is left alone): the loops that own a plain optimizer iterate these."""
+    factor = step_lr(train, steps)
+    for step in range(steps):
+        if factor is not None:
+            set_lr(optimizers, train.lr * factor(step))
+        yield step
 
 
 def budget(train: TrainConfig) -> str:

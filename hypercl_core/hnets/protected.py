@@ -19,6 +19,7 @@ import torch
 from hypercl_core.hnets.mlp_hnet import HyperNetwork, TaskEmbeddings
 from hypercl_core.gram_regularizer import GramOutputRegularizer
 from hypercl_core.regularizer import OutputRegularizer, adam_lookahead
+from hypercl_core.schedule import set_lr
 from hypercl_core.seeding import task_generator
 
 PROGRESS_EVERY = 25
@@ -39,12 +40,6 @@ def output_regularizer(hnet: HyperNetwork, prev_embs: torch.Tensor, protection: 
     if protection.reg_subset is None:
         return GramOutputRegularizer(hnet, prev_embs, protection.beta, masks)
     return OutputRegularizer(hnet, prev_embs, protection.beta, masks, protection.reg_subset)
-
-
-def set_lr(optimizers: list[torch.optim.Optimizer], lr: float) -> None:
-    for optimizer in optimizers:
-        for group in optimizer.param_groups:
-            group["lr"] = lr
 
 
 def learn_protected_task(hnet: HyperNetwork, embeddings: TaskEmbeddings, t: int, step_loss: StepLoss, *,

@@ -24,11 +24,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from hypercl_core.data.tasks import Benchmark
-from hypercl_core.hnets.protected import PROGRESS_EVERY, set_lr
+from hypercl_core.hnets.protected import PROGRESS_EVERY
 from hypercl_core.subsystem import Progress
 from hypercl_core.nets.targets import build_target, num_heads
 from hypercl_core.replay.snapshot import ReplaySnapshot
-from hypercl_core.schedule import step_lr, task_steps
+from hypercl_core.schedule import scheduled_steps, task_steps
 from hypercl_core.seeding import task_generator
 
 if TYPE_CHECKING:
@@ -90,11 +90,8 @@ class ReplayClassifier:
         optimizer = torch.optim.Adam([self.weights], lr=cfg.train.lr)
         w = current_share(self.current_weight(), t) if replay is not None else 1.0
         steps = task_steps(cfg.train, task.num_train)
-        factor = step_lr(cfg.train, steps)
         start = time.perf_counter()
-        for step in range(steps):
-            if factor is not None:
-                set_lr([optimizer], cfg.train.lr * factor(step))
+        for step in scheduled_steps(cfg.train, steps, [optimizer]):
             loss = self.task_loss(t, gen)
             if replay is not None:
                 images = replay.sample(per_task, gen)  # (t, per_task, pixels)

@@ -16,13 +16,12 @@ import torch
 from torch import nn
 
 from hypercl_core.data.tasks import Benchmark
-from hypercl_core.hnets.protected import set_lr
 from hypercl_core.methods.replay_classifier import current_share
 from hypercl_core.nets.mlp import TargetMLP
 from hypercl_core.replay.generator import mlp
 from hypercl_core.replay.snapshot import GeneratorSnapshot
 from hypercl_core.replay.vae import per_pixel_negative_elbo
-from hypercl_core.schedule import step_lr, task_steps
+from hypercl_core.schedule import scheduled_steps, task_steps
 from hypercl_core.seeding import derived_seed, task_generator
 from hypercl_core.subsystem import Progress
 
@@ -68,11 +67,8 @@ class SelfReplayVAE:
         w = current_share(cfg.method.current_weight, t)
         latent, batch = cfg.method.latent_dim, cfg.train.batch_size
         steps = task_steps(cfg.train, task.num_train)
-        factor = step_lr(cfg.train, steps)
         start = time.perf_counter()
-        for step in range(steps):
-            if factor is not None:
-                set_lr([optimizer], cfg.train.lr * factor(step))
+        for _ in scheduled_steps(cfg.train, steps, [optimizer]):
             idx = torch.randint(task.num_train, (batch,), generator=gen, device=self.device)
             noise = torch.randn(2, batch, latent, generator=gen, device=self.device)
             loss = self.negative_elbo(task.inputs(task.x_train[idx]), noise[0])

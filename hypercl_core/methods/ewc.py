@@ -30,6 +30,7 @@ class EwcSection(Section):
     lam: float = Field(1.0, ge=0)  # λ, the penalty's strength
     gamma: float = Field(1.0, ge=0, le=1)  # γ, the decay of earlier tasks' Fisher
     fisher_samples: Optional[int] = Field(None, ge=1)  # examples per Fisher estimate; None: the whole task
+    keep_optimizer: bool = False  # one Adam over all tasks (van de Ven & Tolias's default), not one per task
 
 
 class OnlineEWC(QuadraticPenalty):

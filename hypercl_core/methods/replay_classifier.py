@@ -87,7 +87,7 @@ class ReplayClassifier:
         self.begin_task(t)
         teacher = self.weights.detach().clone()
         per_task = replay_per_task(t)
-        optimizer = torch.optim.Adam([self.weights], lr=cfg.train.lr)
+        optimizer = self.task_optimizer()
         w = current_share(self.current_weight(), t) if replay is not None else 1.0
         steps = task_steps(cfg.train, task.num_train)
         start = time.perf_counter()
@@ -125,6 +125,10 @@ class ReplayClassifier:
     def penalty(self) -> torch.Tensor | None:
         """A term added to every step's loss (a weight regularizer's)."""
         return None
+
+    def task_optimizer(self) -> torch.optim.Adam:
+        """The optimizer a task trains with: a fresh Adam, its moments at zero."""
+        return torch.optim.Adam([self.weights], lr=self.cfg.train.lr)
 
     def update(self, optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
         optimizer.zero_grad(set_to_none=True)

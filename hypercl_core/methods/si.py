@@ -24,6 +24,7 @@ class SiSection(Section):
     name: Literal["si"] = "si"
     c: float = Field(1.0, ge=0)  # the penalty's strength
     xi: float = Field(0.1, gt=0)  # ξ, the damping that bounds Ω where a weight barely moved
+    keep_optimizer: bool = False  # one Adam over all tasks (van de Ven & Tolias's default), not one per task
 
 
 class SynapticIntelligence(QuadraticPenalty):

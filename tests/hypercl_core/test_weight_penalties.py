@@ -108,9 +108,11 @@ def test_the_fisher_is_the_mean_squared_gradient_at_the_predicted_label_over_the
     assert torch.allclose(learner.fisher(1), expected, atol=1e-6) and expected.sum() > 0
 
 
-@pytest.mark.parametrize("preset", ["split_mnist_cl1_ewc", "split_mnist_cl2_si"])
-def test_a_penalty_run_resumes_exactly(tmp_path, data_root, preset):
-    cfg = load_config(preset, SMALL)
+@pytest.mark.parametrize("preset, sets", [("split_mnist_cl1_ewc", []), ("split_mnist_cl2_si", []),
+                                          ("split_mnist_cl3_ewc", ["method.keep_optimizer=true"])])
+def test_a_penalty_run_resumes_exactly(tmp_path, data_root, preset, sets):
+    """With one Adam over all tasks its moments are part of the state a resumed run continues from."""
+    cfg = load_config(preset, [*SMALL, *sets])
     whole = start_run(cfg, tmp_path / "whole", data_root=str(data_root)).run(show_progress=False)
     run_cut_after_first_task(cfg, tmp_path / "cut", data_root)
     resumed = resume_run(tmp_path / "cut", data_root=str(data_root)).run(show_progress=False)
@@ -129,3 +131,17 @@ def test_a_strong_penalty_keeps_the_first_task_that_fine_tuning_forgets(tmp_path
     first_ft = finetune["matrices"]["acc_task_inferred"][1][0]
     first_ewc = ewc["matrices"]["acc_task_inferred"][1][0]
     assert first_ewc > first_ft + 10, (first_ewc, first_ft)
+
+
+@pytest.mark.parametrize("keep", [False, True])
+def test_keep_optimizer_carries_adams_moments_from_task_to_task(data_root, keep):
+    learner = build_learner(load_config("split_mnist_cl3_si", [*SMALL, f"method.keep_optimizer={str(keep).lower()}"]),
+                            data_root=str(data_root))
+    for t in range(2):
+        learner.learn_task(t)
+    if keep:
+        opt = learner.task_optimizer()
+        assert opt is learner.optimizer and float(opt.state[learner.weights]["step"]) == 2 * 25
+    else:
+        assert learner.optimizer is None and not learner.task_optimizer().state
+        assert learner.task_optimizer() is not learner.task_optimizer()

@@ -13,6 +13,7 @@ prints it, and the HNET rows recorded earlier in results.json beside it.
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import sys
 from pathlib import Path
@@ -59,8 +60,8 @@ def recorded_cells(records: list[dict]):
     return table, commands, sorted({r["date"] for r in cells})
 
 
-def comparison(uri: str, name: str) -> tuple[list[str], int, float]:
-    """(presets, seeds, wall seconds) of a comparison, from its MLflow parent run."""
+def comparison(uri: str, name: str) -> tuple[list[str], int, float, list[str]]:
+    """(presets, seeds, wall seconds, --set overrides) of a comparison, from its MLflow runs."""
     from orchestrator.best import open_sweep_experiment  # noqa: PLC0415
     from orchestrator.tracking import KIND, decode_params  # noqa: PLC0415
 
@@ -72,7 +73,27 @@ def comparison(uri: str, name: str) -> tuple[list[str], int, float]:
     trials = client.search_runs([experiment.experiment_id], filter_string=f"tags.`{KIND}` = 'trial'",
                                 max_results=50_000)
     end = parent.info.end_time or max((t.info.end_time or 0 for t in trials), default=0) or parent.info.start_time
-    return params["study.presets"], params["study.seeds"], (end - parent.info.start_time) / 1000
+    overrides = _overrides([(t.data.tags.get("hypercl.preset"), decode_params(t.data.params)) for t in trials])
+    return params["study.presets"], params["study.seeds"], (end - parent.info.start_time) / 1000, overrides
+
+
+def _overrides(trials: list[tuple[str | None, dict]]) -> list[str]:
+    """The `--set` a comparison ran with: the config keys on which every trial differs alike from its
+    preset (the seed aside), so that the command a cell records reproduces it."""
+    from hypercl_core.config import load_config  # noqa: PLC0415
+
+    def text(value) -> str:
+        return json.dumps(value) if not isinstance(value, str) else value
+
+    common: dict[str, str] | None = None
+    presets: dict[str, dict] = {}
+    for preset, flat in trials:
+        if preset is None:
+            continue
+        base = presets.setdefault(preset, load_config(preset).flat())
+        differs = {k: text(v) for k, v in flat.items() if k != "seed" and k in base and text(base[k]) != text(v)}
+        common = differs if common is None else {k: v for k, v in common.items() if differs.get(k) == v}
+    return [f"{k}={v}" for k, v in sorted((common or {}).items())]
 
 
 def recorded_hnet_rows(records: list[dict]) -> list[str]:
@@ -103,14 +124,14 @@ def main() -> None:
     for (row, column), cell in table.cells.items():
         bench, scenario = row.rsplit(" ", 1)
         met = None if cell.reported is None else abs(cell.mean - cell.reported) <= args.within
-        command = " ; ".join(f"hypercl compare --configs {' '.join(p)} --seeds {s} --name {n}"
-                             for n, (p, s, _) in runs.items())
+        command = " ; ".join(f"hypercl compare --configs {' '.join(p)}{''.join(f' --set {o}' for o in sets)} "
+                             f"--seeds {s} --name {n}" for n, (p, s, _, sets) in runs.items())
         extra = {"sem": round(cell.sem, 4), "n": len(cell.values), "per_seed": [round(v, 4) for v in cell.values],
                  "paper": cell.reported, "within_3_points": met}
         if cell.note:
             extra["config_note"] = cell.note
         records.append(record(bench, scenario, column, "final_acc", cell.mean, sorted(cell.seeds),
-                              sum(w for _, _, w in runs.values()), command, **extra))
+                              sum(w for _, _, w, _ in runs.values()), command, **extra))
     merged = merge(records)
     (HERE / "RESULTS.md").write_text(render(merged))
     # the table of every recorded cell: this call's comparisons and the earlier ones they do not repeat
@@ -129,7 +150,7 @@ def main() -> None:
         "```",
         "",
         f"Machine: {machine()}. Wall time of the comparisons read now: "
-        + ", ".join(f"{n} {w / 60:.0f} min ({len(p)} presets x {s} seeds)" for n, (p, s, w) in runs.items())
+        + ", ".join(f"{n} {w / 60:.0f} min ({len(p)} presets x {s} seeds)" for n, (p, s, w, _) in runs.items())
         + ". The other cells are as the earlier comparisons recorded them in benchmarks/results.json "
         f"(recorded {', '.join(dates)}; a comparison's MLflow store lives in its sweep folder, not in the repository).",
         "",

@@ -14,12 +14,10 @@ GEMMs backward) instead of a chain of ops that each allocate that much.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
-from torch.optim.adam import adam as adam_update
 from torch.func import functional_call
+from torch.optim.adam import adam as adam_update
 
 
 def adam_lookahead(optimizer: torch.optim.Adam) -> dict[nn.Parameter, torch.Tensor]:

@@ -27,7 +27,8 @@ def adam_lookahead(optimizer: torch.optim.Adam) -> dict[nn.Parameter, torch.Tens
     say) runs on copies of the parameters, moments and step counts, so the
     real step afterwards is unaffected. Written out in eager ops the lookahead
     took eight passes over the hypernetwork's output layer per step, and its
-    change then one more to be added back; the fused kernel takes one.
+    change then one more to be added back; now it is three copies and one
+    pass of the optimizer's kernel, and the copy is the looked-ahead value.
     """
     looked: dict[nn.Parameter, torch.Tensor] = {}
     for group in optimizer.param_groups:

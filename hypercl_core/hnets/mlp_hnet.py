@@ -142,7 +142,7 @@ class _PaddedOutputLayer(torch.autograd.Function):
         full, used = divmod(ctx.n, width)  # chunks wholly used, and the units used of the last (> 0: it is padded)
         flat, rows = grad.view(-1), h[0]
         g = flat[: full * width].view(full, width)
-        d_h = h.new_zeros(h.shape)
+        d_h = h.new_empty(h.shape)  # every row is written: the full chunks, then the last
         torch.mm(g, weight, out=d_h[0, :full])
         d_weight, d_bias = g.t() @ rows[:full], g.sum(0)
         tail = flat[full * width :]

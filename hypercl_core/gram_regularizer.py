@@ -45,9 +45,12 @@ MIN_PIECE_ENTRIES = 256
 
 
 def gram_cost(rows: int, units: int, width: int) -> float:
-    """Floating-point work of one Gram-form term, forward and backward (w = 2h + 1)."""
+    """Floating-point work of one Gram-form term, forward and backward (w = 2h + 1): per unit, one GEMM
+    of the h + 1 rows of X against the w rows of its buffer each way, and the differences that form X.
+    With the explicit form's cost below this puts the crossover where it was measured on this machine
+    (SplitMNIST's h = 10: between 12 and 24 rows; PermutedMNIST-10's h = 25: about 27 rows)."""
     w = 2 * width + 1
-    return units * (4 * w * w + 10 * w) + rows * (4 * w * w + 6 * w)
+    return units * (4 * (width + 1) * w + 3 * (width + 1)) + rows * (4 * w * w + 6 * w)
 
 
 def explicit_cost(rows: int, units: int, width: int) -> float:

@@ -6,11 +6,18 @@ import pytest
 import ray
 
 
+def start_local_ray(num_gpus: int = 0) -> None:
+    """A new local Ray with 2 CPUs (and logical GPUs), never an existing one: a plain `ray.init()`
+    joins whatever $RAY_ADDRESS or /tmp/ray/ray_current_cluster names, so a cluster some other
+    process left running on the machine would take the test over (and refuse `num_cpus`)."""
+    ray.shutdown()
+    ray.init(address="local", num_cpus=2, num_gpus=num_gpus, include_dashboard=False, logging_level="ERROR")
+
+
 @pytest.fixture
 def local_ray():
-    """A fresh local Ray with 2 CPUs, shut down afterwards so tests stay independent."""
-    ray.shutdown()
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
+    """A fresh local Ray, shut down afterwards so tests stay independent."""
+    start_local_ray()
     yield
     ray.shutdown()
 

@@ -14,12 +14,21 @@ from orchestrator import sweep
 from orchestrator.actors import ActorProxy, Placement, SubsystemActor, spawn_subsystems
 from orchestrator.tracking import KIND
 from tests.conftest import tiny, tiny_with_replay
-from tests.orchestrator.conftest import TINY_SWEEP
+from tests.orchestrator.conftest import TINY_SWEEP, start_local_ray
+
+
+def test_the_tests_ray_is_their_own_even_where_the_environment_names_a_cluster(monkeypatch):
+    """CI once ran beside another suite's Ray; a plain `ray.init()` joined it and six tests failed."""
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:1")  # nothing listens there
+    try:
+        start_local_ray(num_gpus=1)
+        assert ray.cluster_resources() == {**ray.cluster_resources(), "CPU": 2.0, "GPU": 1.0}
+    finally:
+        ray.shutdown()
 
 
 def test_each_subsystem_gets_its_own_logical_gpu(data_root):
-    ray.shutdown()
-    ray.init(num_cpus=2, num_gpus=3, include_dashboard=False, logging_level="ERROR")
+    start_local_ray(num_gpus=3)
     try:
         placement = Placement(gpus_per_subsystem=1)
         bundles = placement.bundles(3)
@@ -97,8 +106,7 @@ def test_replay_methods_put_each_subsystem_on_its_own_gpu_and_learn_as_in_proces
     """HNET+R's two and HNET+TIR's three subsystems: one logical GPU each, learning each
     task side by side, with exactly the numbers of the same method in one process."""
     cfg = tiny_with_replay(method, "cl2", 2, "train.iters_per_task=15")
-    ray.shutdown()
-    ray.init(num_cpus=2, num_gpus=len(parts), include_dashboard=False, logging_level="ERROR")
+    start_local_ray(num_gpus=len(parts))
     try:
         placement = Placement(gpus_per_subsystem=1)
         group = placement_group(placement.bundles(len(parts)))

@@ -45,9 +45,12 @@ MIN_PIECE_ENTRIES = 256
 
 
 def gram_cost(rows: int, units: int, width: int) -> float:
-    """Floating-point work of one Gram-form term, forward and backward (w = 2h + 1)."""
+    """Floating-point work of one Gram-form term, forward and backward (w = 2h + 1): per unit, one GEMM
+    of the h + 1 rows of X against the w rows of its buffer each way, and the differences that form X.
+    With the explicit form's cost below this puts the crossover where it was measured on this machine
+    (SplitMNIST's h = 10: between 12 and 24 rows; PermutedMNIST-10's h = 25: about 27 rows)."""
     w = 2 * width + 1
-    return units * (4 * w * w + 10 * w) + rows * (4 * w * w + 6 * w)
+    return units * (4 * (width + 1) * w + 3 * (width + 1)) + rows * (4 * w * w + 6 * w)
 
 
 def explicit_cost(rows: int, units: int, width: int) -> float:
@@ -66,11 +69,13 @@ class _Term:
     """Σ over the rows of some chunks (all earlier tasks) of ‖D_r on a run of units‖², in either form.
 
     Gram form, blocks ordered M = [A, c, B] (A = W' − W*, c = b' − b*, B = W')
-    and g = [φ*; 1; δ]: value ⟨MᵀM, G⟩. Only X = [A, c] is formed; B = A + W*,
-    so MᵀM follows from XᵀX, XᵀW* and the snapshot's W*ᵀW*, half the GEMM of
-    forming MᵀM. The backward forms M (G_A + G_B) and M G_c the same way
-    (W' appears in two blocks of M; only W' and b' need gradients) and g (MᵀM)_B
-    for the rows, which enter G through its δ block.
+    and g = [φ*; 1; δ]: value ⟨MᵀM, G⟩. The output layer holds its weight as
+    (h, units), so [A, c]ᵀ is formed as h + 1 rows of a buffer whose other h
+    rows hold W*ᵀ: one GEMM of those rows against the buffer gives XᵀX and XᵀW*
+    (X = [A, c]); B = A + W*, so with the snapshot's W*ᵀW* that is all of MᵀM,
+    half the GEMM of forming it. The backward is one GEMM of the same buffer:
+    the gradients of W' (in two blocks of M) and b' for every unit of the term;
+    and g (MᵀM)_B for the rows, which enter G through its δ block.
     """
 
     def __init__(self, chunks: torch.Tensor, units: torch.Tensor, feats: torch.Tensor, w_star: torch.Tensor,
@@ -81,64 +86,72 @@ class _Term:
         star = feats[:, self.chunks].reshape(-1, feats.shape[-1])
         self.gram = gram_cost(len(star), units.numel(), feats.shape[-1]) < explicit_cost(
             len(star), units.numel(), feats.shape[-1])
-        w, b = w_star[self.units], b_star[self.units]
+        w, b = w_star[:, self.units], b_star[self.units]
         if self.gram:
-            self.feats_star, self.w_star, self.b_star = star, w, b
-            self.star_products = w.t() @ w
+            h = w.shape[0]
+            self.feats_star, self.b_star = star, b
+            self.stack = w.new_empty(2 * h + 1, w.shape[1])  # rows: X = [A, c]ᵀ (written every step), W*ᵀ
+            self.stack[h + 1 :] = w
+            self.w_star = self.stack[h + 1 :]
+            self.star_products = w @ w.t()
+            self.calls = 0  # the buffer's X is this call's: a backward of an older call would read a newer X
         else:
-            self.targets = torch.addmm(b, star, w.t())
+            self.targets = torch.addmm(b, star, w)
 
     def forward(self, feats: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Tensor, tuple]:
         rows = feats[:, self.chunks].reshape(-1, feats.shape[-1])
-        w, b = weight[self.units], bias[self.units]
+        w, b = weight[:, self.units], bias[self.units]
         if not self.gram:
-            diff = torch.addmm(b, rows, w.t()).sub_(self.targets)
+            diff = torch.addmm(b, rows, w).sub_(self.targets)
             return torch.dot(diff.view(-1), diff.view(-1)), (rows, diff)
-        h = w.shape[1]
+        h = w.shape[0]
         g = torch.cat([self.feats_star, rows.new_ones(len(rows), 1), rows - self.feats_star], dim=1)
         gram = g.t() @ g
         gram = 0.5 * (gram + gram.t())
-        x = w.new_empty(len(w), h + 1)
-        torch.sub(w, self.w_star, out=x[:, :h])
-        torch.sub(b, self.b_star, out=x[:, h])
-        xx, xw = x.t() @ x, x.t() @ self.w_star
+        x = self.stack[: h + 1]
+        torch.sub(w, self.w_star, out=x[:h])
+        torch.sub(b, self.b_star, out=x[h])
+        xs = x @ self.stack.t()  # (h + 1, 2h + 1): [XᵀX, XᵀW*]
+        xx, xw = xs[:, : h + 1], xs[:, h + 1 :]
         xb = xx[:, :h] + xw
         bb = xx[:h, :h] + xw[:h] + xw[:h].t() + self.star_products
         products = torch.cat([torch.cat([xx, xb], dim=1), torch.cat([xb.t(), bb], dim=1)])
-        return torch.dot(products.view(-1), gram.view(-1)), (g, gram, x, products)
+        self.calls += 1
+        return torch.dot(products.view(-1), gram.view(-1)), (g, gram, products, self.calls)
 
     def backward(self, saved: tuple, scale: torch.Tensor, weight: torch.Tensor, d_feats: torch.Tensor,
-                 d_weight: torch.Tensor, d_bias: torch.Tensor) -> None:
-        """Write this term's gradient, times `scale` (2 × the incoming gradient), into its units of the
-        output-layer buffers (no other term has them: written, not added, so they need no zeroing) and
-        add its features' part. `scale` goes on the small factors, not on a buffer of every unit."""
-        h, n = weight.shape[1], d_feats.shape[0]
-        d_w, d_b = d_weight[self.units], d_bias[self.units]  # views: the units are one run
+                 d_params: torch.Tensor) -> None:
+        """Write this term's gradient, times `scale` (2 × the incoming gradient), into its units of
+        `d_params` (rows: the output layer's weight, then its bias; no other term has those units: written,
+        not added, so they need no zeroing) and add its features' part. `scale` goes on the small
+        factors, not on a buffer of every unit."""
+        h, n = weight.shape[0], d_feats.shape[0]
+        d_out = d_params[:, self.units]  # a view: the units are one run
         if not self.gram:
             rows, diff = saved
-            torch.mm(diff.t(), rows * scale, out=d_w)
-            torch.sum(diff, 0, out=d_b)
-            d_b.mul_(scale)
-            d_feats[:, self.chunks] += (diff @ weight[self.units]).mul_(scale).view(n, -1, h)
+            torch.mm((rows * scale).t(), diff, out=d_out[:h])
+            torch.sum(diff, 0, out=d_out[h])
+            d_out[h].mul_(scale)
+            d_feats[:, self.chunks] += (diff @ weight[:, self.units].t()).mul_(scale).view(n, -1, h)
             return
-        g, gram, x, products = saved
+        g, gram, products, call = saved
+        if call != self.calls:
+            raise RuntimeError("the regularizer ran forward again before this backward: back-propagate each "
+                               "loss before computing the next")
         cols = torch.cat([gram[:, :h] + gram[:, h + 1 :], gram[:, h : h + 1]], dim=1).mul_(scale)  # (2h+1, h+1)
         on_b = cols[h + 1 :]
         on_x = cols[: h + 1].clone()
         on_x[:h] += on_b  # B = A + W*: B's rows of cols also act on A
-        torch.mm(self.w_star, on_b[:, :h], out=d_w)
-        d_w.addmm_(x, on_x[:, :h])
-        torch.mv(self.w_star, on_b[:, h], out=d_b)
-        d_b.addmv_(x, on_x[:, h])
+        torch.mm(torch.cat([on_x, on_b]).t(), self.stack, out=d_out)
         d_feats[:, self.chunks] += (g @ products[:, h + 1 :]).mul_(scale).view(n, -1, h)
 
     def held(self) -> list[torch.Tensor]:
-        return [self.feats_star, self.w_star, self.b_star, self.star_products] if self.gram else [self.targets]
+        return [self.feats_star, self.stack, self.b_star, self.star_products] if self.gram else [self.targets]
 
 
 def _loose_outputs(weight: torch.Tensor, bias: torch.Tensor, feats: torch.Tensor, units: torch.Tensor) -> torch.Tensor:
     """Outputs of single entries, `feats` already gathered per entry."""
-    return torch.einsum("eh,eh->e", weight.index_select(0, units), feats).add_(bias.index_select(0, units))
+    return torch.einsum("he,eh->e", weight.index_select(1, units), feats).add_(bias.index_select(0, units))
 
 
 def _consecutive(ids: torch.Tensor) -> list[torch.Tensor]:
@@ -215,7 +228,7 @@ class _Entries:
         targets come from the same arithmetic, so the difference is exactly zero there."""
         out = weight.new_empty(self.size + len(self.rows))
         for units, rows, at in self.pieces:
-            torch.addmm(bias[units], gathered[rows], weight[units].t(), out=out[at].view(rows.stop - rows.start, -1))
+            torch.addmm(bias[units], gathered[rows], weight[:, units], out=out[at].view(rows.stop - rows.start, -1))
         if len(self.rows):
             out[self.size:] = _loose_outputs(weight, bias, loose, self.units)
         return out
@@ -227,23 +240,24 @@ class _Entries:
         return torch.dot(diff, diff), (gathered, loose, diff)
 
     def backward(self, saved: tuple, scale: torch.Tensor, weight: torch.Tensor, d_feats: torch.Tensor,
-                 d_weight: torch.Tensor, d_bias: torch.Tensor) -> None:
+                 d_params: torch.Tensor) -> None:
         gathered, loose, diff = saved
         d_flat = d_feats.view(-1, d_feats.shape[-1])
+        d_weight, d_bias = d_params[:-1], d_params[-1]
         # `scale` goes on the small factors (rows x h, units), not on the buffer of every entry
         scaled = gathered * scale
         d_gathered = torch.empty_like(gathered)
         for units, rows, at in self.pieces:
             block = diff[at].view(rows.stop - rows.start, -1)  # (rows, units)
-            d_weight[units].addmm_(block.t(), scaled[rows])
+            d_weight[:, units].addmm_(scaled[rows].t(), block)
             d_bias[units].add_(block.sum(0).mul_(scale))
-            torch.mm(block, weight[units], out=d_gathered[rows])
+            torch.mm(block, weight[:, units].t(), out=d_gathered[rows])
         d_flat.index_add_(0, self.gather, d_gathered.mul_(scale))
         if len(self.rows):
             tail = diff[self.size:].mul(scale)
-            d_weight.index_add_(0, self.units, tail.unsqueeze(1) * loose)
+            d_weight.index_add_(1, self.units, (tail.unsqueeze(1) * loose).t())
             d_bias.index_add_(0, self.units, tail)
-            d_flat.index_add_(0, self.rows, tail.unsqueeze(1) * weight.index_select(0, self.units))
+            d_flat.index_add_(0, self.rows, tail.unsqueeze(1) * weight.index_select(1, self.units).t())
 
     def held(self) -> list[torch.Tensor]:
         return [self.gather, self.rows, self.units, self.targets]
@@ -268,15 +282,15 @@ class _OutputLayerSSE(torch.autograd.Function):
     def backward(ctx, grad):
         weight = ctx.weight
         d_feats = weight.new_zeros(ctx.feats_shape)
-        # each term writes its own units, the entries (last) add onto theirs: only units in no term start at 0
-        d_weight, d_bias = torch.empty_like(weight), weight.new_empty(weight.shape[0])
-        d_weight[ctx.uncovered] = 0
-        d_bias[ctx.uncovered] = 0
+        # one buffer, rows: the weight's gradient (h, units), then the bias's. Each term writes its own units,
+        # the entries (last) add onto theirs: only units in no term start at 0
+        d_params = weight.new_empty(weight.shape[0] + 1, weight.shape[1])
+        d_params[:, ctx.uncovered] = 0
         scale = 2 * grad
         for term, kept in zip(ctx.terms, ctx.saved):
-            term.backward(kept, scale, weight, d_feats, d_weight, d_bias)
+            term.backward(kept, scale, weight, d_feats, d_params)
         ctx.saved = None
-        return d_feats, d_weight, d_bias, None, None, None, None
+        return d_feats, d_params[:-1], d_params[-1], None, None, None, None
 
 
 class GramOutputRegularizer:

@@ -70,7 +70,7 @@ def at_looked(p: nn.Parameter, looked: dict[nn.Parameter, torch.Tensor] | None) 
 
 
 class _MaskedSSE(torch.autograd.Function):
-    """Σ (mask ⊙ (F Wᵀ + b) − targets)² over rows of chunks, targets pre-masked.
+    """Σ (mask ⊙ (F W + b) − targets)² over rows of chunks, targets pre-masked (W held as (h, units)).
 
     Rows are (task, chunk) pairs. Only `partial_rows` carry a mask (chunks that
     hold the unused tail or other tasks' output heads); every other row is
@@ -79,7 +79,7 @@ class _MaskedSSE(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, feats, weight, bias, targets, partial_rows, partial_mask):
-        diff = torch.addmm(bias, feats, weight.t())
+        diff = torch.addmm(bias, feats, weight)
         diff.sub_(targets)
         if partial_rows is not None:
             diff[partial_rows] *= partial_mask
@@ -91,7 +91,7 @@ class _MaskedSSE(torch.autograd.Function):
     def backward(ctx, grad):
         feats, weight, diff = ctx.saved_tensors
         diff.mul_(2 * grad)  # masked entries are already zero: d/do of m(o-t)^2 with binary m
-        return diff @ weight, diff.t() @ feats, diff.sum(0), None, None, None
+        return diff @ weight.t(), feats.t() @ diff, diff.sum(0), None, None, None
 
 
 class OutputRegularizer:

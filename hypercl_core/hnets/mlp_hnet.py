@@ -38,7 +38,8 @@ class HyperNetwork(nn.Module):
         self.act = ACTIVATIONS[activation]
         in_dim = temb_dim + (cemb_dim if self.chunked else 0)
         dims = [in_dim, *hidden, self.chunk_dim]
-        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
+        self.layers = nn.ModuleList([*(nn.Linear(a, b) for a, b in zip(dims[:-2], dims[1:-1])),
+                                     OutputLayer(dims[-2], dims[-1])])
         if self.chunked:
             self.chunk_embs = nn.Parameter(torch.empty(self.num_chunks, cemb_dim))
         self.reset_parameters()
@@ -53,14 +54,14 @@ class HyperNetwork(nn.Module):
         instead of the scale of the whole output. On the 1D regression this is
         what lets later tasks be learned without overwriting earlier ones.
         """
-        for layer in self.layers:
+        for layer in self.layers[:-1]:
             nn.init.xavier_uniform_(layer.weight)
             nn.init.zeros_(layer.bias)
+        out = self.layers[-1]
+        out.xavier_uniform_([out.out_features])
+        nn.init.zeros_(out.bias)
         if self.output_blocks is not None:
-            out = self.layers[-1].weight
-            with torch.no_grad():
-                for block in out.split(self.output_blocks):
-                    nn.init.xavier_uniform_(block)
+            out.xavier_uniform_(self.output_blocks)
         if self.chunked:
             nn.init.normal_(self.chunk_embs)
 
@@ -113,6 +114,54 @@ class HyperNetwork(nn.Module):
         return f"layers.{last}.weight", f"layers.{last}.bias"
 
 
+class OutputLayer(nn.Module):
+    """A linear layer that holds its weight as (in, out), the transpose of nn.Linear's (out, in).
+
+    A hypernetwork's output layer is wide and shallow: a chunk of tens of
+    thousands of units from a last hidden layer of tens. In nn.Linear's layout
+    its weight gradient, and every product of the output regularizer with it,
+    is a (units, h) matrix with the short side contiguous, which CPU BLAS (MKL on
+    this project's AMD machines) computes four to seven times slower than the
+    same product laid out with the units contiguous; Adam needs the parameter
+    contiguous, so the transposed layout is the parameter itself. Checkpoints
+    keep nn.Linear's layout (transposed on save and on load), so they read as
+    those of earlier code.
+    """
+
+    def __init__(self, in_features: int, out_features: int):
+        super().__init__()
+        self.out_features = out_features
+        linear = nn.Linear(in_features, out_features)  # its default init, and so a seed's draws, as before
+        self.weight = nn.Parameter(linear.weight.detach().t().contiguous())
+        self.bias = linear.bias
+
+    @torch.no_grad()
+    def xavier_uniform_(self, blocks: list[int]) -> None:
+        """Xavier-uniform init of each block of output units, drawn in nn.Linear's (out, in) order.
+
+        Drawn in this layout's own order, a seed would start every hnet from
+        another init than the code before it did, and entropy-based task
+        inference (SplitMNIST CL3) swings by tens of points between inits; the
+        same draws keep a seed's runs, and the figures recorded with them.
+        """
+        for block in self.weight.split(blocks, dim=1):
+            block.copy_(nn.init.xavier_uniform_(block.new_empty(block.shape[1], block.shape[0])).t())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(..., in) -> (..., out), as nn.Linear."""
+        return torch.addmm(self.bias, x.reshape(-1, x.shape[-1]), self.weight).view(*x.shape[:-1], -1)
+
+    def _save_to_state_dict(self, destination, prefix, keep_vars):
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        weight = destination[prefix + "weight"]
+        destination[prefix + "weight"] = weight.t() if keep_vars else weight.t().contiguous()
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        if prefix + "weight" in state_dict:  # load_state_dict passes its own copy of the dict
+            state_dict[prefix + "weight"] = state_dict[prefix + "weight"].t()
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
 class _PaddedOutputLayer(torch.autograd.Function):
     """The chunked output layer, (B, chunks, h) -> (B, num_outputs): the last chunk's padded tail dropped.
 
@@ -126,28 +175,28 @@ class _PaddedOutputLayer(torch.autograd.Function):
     def forward(ctx, h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, n: int) -> torch.Tensor:
         ctx.save_for_backward(h, weight)
         ctx.n = n
-        out = torch.addmm(bias, h.reshape(-1, h.shape[-1]), weight.t())
+        out = torch.addmm(bias, h.reshape(-1, h.shape[-1]), weight)
         return out.view(h.shape[0], -1)[:, :n]
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         h, weight = ctx.saved_tensors
-        batch, chunks, width = h.shape[0], h.shape[1], weight.shape[0]
+        batch, chunks, width = h.shape[0], h.shape[1], weight.shape[1]
         if batch > 1 or not grad.is_contiguous():
             padded = grad.new_empty(batch, chunks * width)
             padded[:, : ctx.n] = grad
             padded[:, ctx.n :] = 0
             g, rows = padded.view(-1, width), h.reshape(-1, h.shape[-1])
-            return (g @ weight).view(h.shape), g.t() @ rows, g.sum(0), None
+            return (g @ weight.t()).view(h.shape), rows.t() @ g, g.sum(0), None
         full, used = divmod(ctx.n, width)  # chunks wholly used, and the units used of the last (> 0: it is padded)
         flat, rows = grad.view(-1), h[0]
         g = flat[: full * width].view(full, width)
         d_h = h.new_empty(h.shape)  # every row is written: the full chunks, then the last
-        torch.mm(g, weight, out=d_h[0, :full])
-        d_weight, d_bias = g.t() @ rows[:full], g.sum(0)
+        torch.mm(g, weight.t(), out=d_h[0, :full])
+        d_weight, d_bias = rows[:full].t() @ g, g.sum(0)
         tail = flat[full * width :]
-        d_h[0, full] = tail @ weight[:used]
-        d_weight[:used].addr_(tail, rows[full])
+        d_h[0, full] = weight[:, :used] @ tail
+        d_weight[:, :used].addr_(rows[full], tail)
         d_bias[:used] += tail
         return d_h, d_weight, d_bias, None
 

@@ -161,3 +161,15 @@ def test_bool_masks_as_the_training_loop_passes_them_equal_float_ones():
             p.add_(1e-3 * torch.randn(p.shape, generator=torch.Generator().manual_seed(1)))
     values = [reg.loss(hnet).item() for reg in regs]
     assert values[0] > 0 and values[0] == values[1]
+
+
+def test_a_backward_after_a_newer_forward_is_refused():
+    """A Gram term keeps its step's [A, c] in a buffer beside W*: the backward of an older loss would read
+    the newer step's, so it is refused instead of returning a wrong gradient."""
+    hnet, _, _, _, (_, gram), _ = _setup("chunked, multi-head", 1e-3, False)
+    assert any(getattr(term, "gram", False) for term in gram.terms)
+    older, newer = gram.loss(hnet), gram.loss(hnet)
+    with pytest.raises(RuntimeError, match="ran forward again"):
+        older.backward()
+    newer.backward()
+    assert all(p.grad is not None for p in hnet.parameters())

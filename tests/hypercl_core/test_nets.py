@@ -2,6 +2,7 @@ import math
 
 import pytest
 import torch
+from torch import nn
 
 from hypercl_core.accounting import count_params
 from hypercl_core.config import load_config
@@ -89,7 +90,7 @@ def test_full_hnet_output_blocks_get_their_own_xavier_scale():
     target = TargetMLP(1, [10, 10], 1, 1, "sigmoid")
     torch.manual_seed(0)
     hnet = HyperNetwork(target.num_weights, 2, [10, 10], "sigmoid", output_blocks=list(target.param_sizes))
-    blocks = hnet.layers[-1].weight.split(list(target.param_sizes))
+    blocks = hnet.layers[-1].weight.split(list(target.param_sizes), dim=1)
     bounds = [math.sqrt(6 / (10 + n)) for n in target.param_sizes]
     assert all(b.abs().max() <= bound for b, bound in zip(blocks, bounds))
     # Each block fills its own range (seeded, so not flaky): the output bias reaches 3x the whole layer's bound.
@@ -97,6 +98,50 @@ def test_full_hnet_output_blocks_get_their_own_xavier_scale():
     assert blocks[-1].abs().max() > 3 * math.sqrt(6 / (10 + target.num_weights))
     with pytest.raises(ValueError, match="output_blocks"):
         HyperNetwork(target.num_weights, 2, [10], "sigmoid", output_blocks=[1, 2])
+
+
+@pytest.mark.parametrize("blocks", [None, [5, 20, 975]])
+def test_a_seed_initializes_as_nn_linear_layers_would(blocks):
+    """The (h, units) output layer draws its init as nn.Linear's (units, h) did, and consumes the
+    random stream as it did: a seed starts every run from the init that earlier code gave it."""
+    dims = [3, 7, 1000]
+    torch.manual_seed(0)
+    hnet = HyperNetwork(1000, 3, dims[1:-1], "elu", output_blocks=blocks)
+    after = torch.rand(3)
+    torch.manual_seed(0)
+    reference = [nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:])]
+    for layer in reference:
+        nn.init.xavier_uniform_(layer.weight)
+    with torch.no_grad():
+        for block in reference[-1].weight.split(blocks) if blocks else []:
+            nn.init.xavier_uniform_(block)
+    assert torch.equal(torch.rand(3), after)
+    state = hnet.state_dict()
+    for i, layer in enumerate(reference):
+        assert torch.equal(state[f"layers.{i}.weight"], layer.weight)
+
+
+@pytest.mark.parametrize("chunk_dim", [300, None])
+def test_output_layer_is_held_units_last_and_checkpoints_keep_nn_linear_layout(chunk_dim):
+    """The output layer's weight is (h, units) in memory, its gradient arrives in that layout, and its
+    state_dict holds nn.Linear's (units, h): a checkpoint of the earlier layout loads to the same outputs."""
+    torch.manual_seed(0)
+    hnet = HyperNetwork(1000, 3, [7], "elu", chunk_dim, 2 if chunk_dim else 0)
+    width = 300 if chunk_dim else 1000
+    weight = hnet.layers[-1].weight
+    assert weight.shape == (7, width) and weight.is_contiguous()
+    hnet(torch.randn(1, 3)).square().sum().backward()
+    assert weight.grad.shape == weight.shape and weight.grad.is_contiguous()
+    state = hnet.state_dict()
+    assert state["layers.1.weight"].shape == (width, 7)
+    embs = torch.randn(3, 3)
+    old = nn.Linear(7, width)  # what earlier code held, and wrote into checkpoints
+    with torch.no_grad():
+        old.weight.copy_(state["layers.1.weight"])
+    assert torch.equal(old.weight, weight.t())
+    other = HyperNetwork(1000, 3, [7], "elu", chunk_dim, 2 if chunk_dim else 0)
+    other.load_state_dict({**state, "layers.1.weight": old.weight.detach().clone()})
+    assert torch.equal(other(embs), hnet(embs))
 
 
 def test_output_init_can_be_rescaled_to_a_requested_weight_std():
